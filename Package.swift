@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+// Tessera: a distributed LLM inference runtime for CPU clusters.
+//
+// Targets, lowest first; every dependency points down this list:
+//   CMPI                 Open MPI headers and library, found through pkg-config (`ompi`)
+//   TesseraCollectives   the only Swift code that calls MPI: Communicator, typed collectives, requests, counters
+//   TesseraTopology      topology files -> one validated `Topology` value (pure, no MPI)
+//   TesseraParallel      Topology + Communicator -> the rank's process groups (TP group, PP neighbours, vision group)
+//   TesseraFormats       GGUF and safetensors / Hugging Face folders, mmap'd, lazily sliceable
+//   TesseraTokenizer     SentencePiece-BPE and byte-level BPE tokenizers, chat templates
+//   TesseraKernels       CPU kernels: products over quantized and float weights, norms, RoPE, softmax
+//   TesseraModels        one file per architecture (math only), KV cache, model registry
+//   TesseraEngine        generation: sampling, stop rules, the coordinator loop
+//   infer-worker         the program users launch under mpirun
+//   infer-bench          benchmarks that print ratios against a peer measured in the same run
+import PackageDescription
+
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Tessera",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "infer-worker", targets: ["InferWorker"]),
+        .executable(name: "infer-bench", targets: ["InferBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .target(name: "TesseraCollectives", dependencies: ["CMPI"]),
+        .target(name: "TesseraTopology", dependencies: ["Yams"]),
+        .target(name: "TesseraParallel", dependencies: ["TesseraCollectives", "TesseraTopology"]),
+        .target(name: "TesseraFormats", swiftSettings: optimized),
+        .target(name: "TesseraKernels", dependencies: ["TesseraFormats"], swiftSettings: optimized),
+        .target(name: "TesseraModels", dependencies: ["TesseraFormats", "TesseraKernels"], swiftSettings: optimized),
+        .executableTarget(name: "InferWorker", dependencies: [
+            "TesseraParallel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "InferBench", dependencies: [
+            "TesseraParallel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "TesseraTestSupport", path: "Tests/TesseraTestSupport"),
+        .testTarget(name: "CollectivesTests", dependencies: ["TesseraTestSupport", "TesseraTopology"]),
+        .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
+        .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,25 @@
+import Foundation
+import TesseraCollectives
+
+/// Runs one rank's work inside an MPI session. Any error that escapes `body` is fatal for the whole job: the rank
+/// prints it (naming itself) and aborts every rank through MPI, so no peer waits forever in a collective.
+enum WorkerSession {
+    static func run(threadLevel: ThreadLevel = .funneled, _ body: (MPIRuntime) throws -> Void) -> Never {
+        let runtime: MPIRuntime
+        do { runtime = try MPIRuntime.initialize(threadLevel: threadLevel) } catch {
+            MPIRuntime.abortJob("cannot start MPI: \(error)")
+        }
+        do {
+            try body(runtime)
+        } catch {
+            MPIRuntime.abortJob("\(error)")
+        }
+        runtime.finalize()
+        exit(0)
+    }
+}
+
+/// Writes a line to stderr (logs never go to stdout, which carries only results).
+func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The read-only bytes of a whole file, mmap'd (or, for tests and fuzzing, a private in-memory copy).
+/// Unmapped when the last reference goes away; views into it are valid only while it is alive.
+final class MappedBytes: @unchecked Sendable {
+    let buffer: UnsafeRawBufferPointer
+    private let isMapped: Bool
+
+    /// Maps `path` read-only. Missing path, directory, unreadable or empty file -> `FormatError`.
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FormatError(path: path, reason: MappedBytes.errnoText(errno, action: "cannot open")) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FormatError(path: path, reason: MappedBytes.errnoText(errno, action: "cannot stat")) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FormatError(path: path, reason: "not a regular file") }
+        let size = Int(st.st_size)
+        guard size > 0 else { throw FormatError(path: path, reason: "empty file (0 bytes)") }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw FormatError(path: path, reason: MappedBytes.errnoText(errno, action: "cannot mmap \(size) bytes"))
+        }
+        buffer = UnsafeRawBufferPointer(start: UnsafeRawPointer(base), count: size)
+        isMapped = true
+    }
+
+    /// A private copy of `bytes` (aligned like a mapping), for in-memory parsing.
+    init(copying bytes: [UInt8]) {
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { src in
+            if let s = src.baseAddress { storage.copyMemory(from: s, byteCount: src.count) }
+        }
+        buffer = UnsafeRawBufferPointer(start: UnsafeRawPointer(storage), count: bytes.count)
+        isMapped = false
+    }
+
+    deinit {
+        guard let base = buffer.baseAddress else { return }
+        if isMapped {
+            munmap(UnsafeMutableRawPointer(mutating: base), buffer.count)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
+    }
+
+    static func errnoText(_ code: Int32, action: String) -> String {
+        let text = String(cString: strerror(code))
+        return code == ENOENT ? "no such file or directory" : "\(action): \(text)"
+    }
+}

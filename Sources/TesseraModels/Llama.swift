@@ -1,0 +1,198 @@
+// The Llama architecture (Llama 1/2/3, Mistral, Qwen2, SmolLM/SmolLM2): math only.
+// Pre-norm decoder blocks: x += Attention(RMSNorm(x)); x += MLP(RMSNorm(x)), with GQA, RoPE and SwiGLU.
+import TesseraFormats
+import TesseraKernels
+
+/// Grouped-query self-attention. `headCount`/`kvHeadCount` are this rank's heads (all of them unless sharded).
+public struct LlamaAttention: Sendable {
+    public var q, k, v, o: any Linear     // q: [heads·headDim × hidden], k/v: [kvHeads·headDim × hidden], o: [hidden × heads·headDim]
+    public var headCount: Int
+    public var kvHeadCount: Int
+}
+
+/// SwiGLU feed-forward: down(silu(gate(x)) ⊙ up(x)).
+public struct LlamaMLP: Sendable {
+    public var gate, up, down: any Linear  // gate/up: [intermediate × hidden], down: [hidden × intermediate]
+}
+
+/// One decoder layer.
+public struct LlamaBlock: Sendable {
+    public var attentionNorm: [Float]     // [hidden]
+    public var attention: LlamaAttention
+    public var mlpNorm: [Float]           // [hidden]
+    public var mlp: LlamaMLP
+}
+
+/// A Llama-family model with its weights in place in the checkpoint's mapped files.
+public final class LlamaModel: LanguageModel {
+    public let config: LlamaConfig
+    public let embedding: WeightMatrix    // [vocab × hidden]
+    /// Decoder layers; a parallel plan may replace their linears (and head counts) by this rank's shards.
+    public var blocks: [LlamaBlock] { didSet { layoutError = fitLayout() } }
+    public let norm: [Float]              // [hidden]
+    public var head: any Linear { didSet { layoutError = fitLayout() } }  // [vocab × hidden]
+    public let rope: RoPE
+    /// Why the current blocks/head do not fit the config and arena, if they do not; forward passes throw it.
+    private var layoutError: ModelError?
+    /// Keeps the mapped weights alive.
+    let store: (any TensorStore)?
+    let workspace: Workspace
+
+    public var vocabularySize: Int { config.vocabularySize }
+    public var hiddenSize: Int { config.hiddenSize }
+    public var layerCount: Int { blocks.count }
+    public var trainedContextLength: Int { config.contextLength }
+    public var kvFloatsPerPosition: Int { kvDim }
+    public var maxBatchTokens: Int { workspace.maxTokens }
+
+    /// Assembles a model from loaded parts; the arena is sized for `options.maxBatchTokens` tokens.
+    public init(config: LlamaConfig, embedding: WeightMatrix, blocks: [LlamaBlock], norm: [Float], head: any Linear,
+                rope: RoPE, store: (any TensorStore)?, options: LoadOptions = LoadOptions()) throws {
+        guard options.maxBatchTokens > 0, options.maxBatchTokens <= 1 << 16 else {
+            throw ModelError.invalidBuffer("maxBatchTokens \(options.maxBatchTokens) outside 1...65536")
+        }
+        self.config = config; self.embedding = embedding; self.blocks = blocks; self.norm = norm
+        self.head = head; self.rope = rope; self.store = store
+        workspace = Workspace(maxTokens: options.maxBatchTokens, config: config)
+        if let error = fitLayout() { throw error }
+    }
+
+    /// Key/value floats per position and layer on this rank: `kvHeads · headDim`.
+    public var kvDim: Int { (blocks.first?.attention.kvHeadCount ?? config.kvHeadCount) * config.headDim }
+
+    public func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache {
+        try DenseKVCache(layers: 0..<layerCount, sequences: sequences, contextLength: contextLength, kvDim: kvDim)
+    }
+
+    public func forward(_ batch: Batch, cache: any KVCache, logits: UnsafeMutableBufferPointer<Float>) throws {
+        if let layoutError { throw layoutError }
+        try cache.check(batch)
+        try checkTokens(batch)
+        let needed = batch.logitCount * vocabularySize
+        guard logits.count >= needed else {
+            throw ModelError.invalidBuffer("logits buffer holds \(logits.count) floats, the batch needs \(needed)")
+        }
+        var row = 0
+        var start = 0
+        while start < batch.count {
+            let chunk = start..<min(batch.count, start + maxBatchTokens)
+            embed(batch, tokens: chunk, into: workspace.x)
+            try runLayers(0..<layerCount, hidden: workspace.x, batch: batch, tokens: chunk, cache: cache)
+            row += projectLogits(hidden: workspace.x, batch: batch, tokens: chunk,
+                                 into: logits.baseAddress.map { $0 + row * vocabularySize })
+            start = chunk.upperBound
+        }
+        cache.commit(batch)
+    }
+
+    public func embed(_ batch: Batch, into hidden: UnsafeMutablePointer<Float>) throws {
+        try checkChunk(batch)
+        try checkTokens(batch)
+        embed(batch, tokens: 0..<batch.count, into: hidden)
+    }
+
+    public func forward(layers: Range<Int>, hidden: UnsafeMutablePointer<Float>, batch: Batch,
+                        cache: any KVCache) throws {
+        if let layoutError { throw layoutError }
+        try checkChunk(batch)
+        try cache.check(batch)
+        guard layers.lowerBound >= 0, layers.upperBound <= layerCount else {
+            throw ModelError.invalidBatch("layers \(layers) outside the model's 0..<\(layerCount)")
+        }
+        try runLayers(layers, hidden: hidden, batch: batch, tokens: 0..<batch.count, cache: cache)
+    }
+
+    public func logits(hidden: UnsafePointer<Float>, batch: Batch, into logits: UnsafeMutablePointer<Float>) throws {
+        if let layoutError { throw layoutError }
+        try checkChunk(batch)
+        _ = projectLogits(hidden: hidden, batch: batch, tokens: 0..<batch.count, into: logits)
+    }
+
+    // MARK: - Math over one chunk of the batch (rows of `hidden` are tokens `tokens` of `batch`)
+
+    func embed(_ batch: Batch, tokens: Range<Int>, into x: UnsafeMutablePointer<Float>) {
+        for (i, t) in tokens.enumerated() {
+            embedding.dequantizeRow(batch.tokens[t], into: x + i * hiddenSize)
+        }
+    }
+
+    func runLayers(_ layers: Range<Int>, hidden x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>,
+                   cache: any KVCache) throws {
+        guard layers.isEmpty || (cache.layers.contains(layers.lowerBound) && cache.layers.contains(layers.upperBound - 1)) else {
+            throw ModelError.invalidBuffer("KV cache holds layers \(cache.layers), not \(layers)")
+        }
+        guard cache.kvDim == kvDim else {
+            throw ModelError.invalidBuffer("KV cache has \(cache.kvDim) floats per position, the model needs \(kvDim)")
+        }
+        if let longest = tokens.lazy.map({ batch.positions[$0] }).max() { workspace.reserveScores(longest + 1) }
+        let half = config.headDim / 2, ws = workspace
+        for (i, t) in tokens.enumerated() {
+            rope.angles(position: batch.positions[t], cos: ws.cos + i * half, sin: ws.sin + i * half)
+        }
+        for l in layers {
+            attention(block: l, x: x, batch: batch, tokens: tokens, cache: cache)
+            mlp(block: l, x: x, rows: tokens.count)
+        }
+    }
+
+    /// x += o(Attention(RoPE(q(h)), RoPE(k(h)), v(h))) with h = RMSNorm(x); keys and values go to the cache first,
+    /// so tokens of one sequence in this chunk see each other.
+    func attention(block l: Int, x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>, cache: any KVCache) {
+        let ws = workspace, n = tokens.count, hidden = hiddenSize, headDim = config.headDim, half = headDim / 2
+        let att = blocks[l].attention
+        let qDim = att.headCount * headDim, kvDim = att.kvHeadCount * headDim
+        blocks[l].attentionNorm.withUnsafeBufferPointer { w in
+            for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+        }
+        att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
+        att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
+        att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
+        for (i, t) in tokens.enumerated() {
+            rope.apply(ws.q + i * qDim, heads: att.headCount, cos: ws.cos + i * half, sin: ws.sin + i * half)
+            rope.apply(ws.k + i * kvDim, heads: att.kvHeadCount, cos: ws.cos + i * half, sin: ws.sin + i * half)
+            let s = batch.sequences[t], p = batch.positions[t]
+            (cache.keys(layer: l, sequence: s) + p * kvDim).update(from: ws.k + i * kvDim, count: kvDim)
+            (cache.values(layer: l, sequence: s) + p * kvDim).update(from: ws.v + i * kvDim, count: kvDim)
+        }
+        let scale = 1 / Float(headDim).squareRoot()
+        for (i, t) in tokens.enumerated() {
+            let s = batch.sequences[t], p = batch.positions[t]
+            let first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+            TesseraKernels.attention(
+                query: ws.q + i * qDim, keys: cache.keys(layer: l, sequence: s) + first * kvDim,
+                values: cache.values(layer: l, sequence: s) + first * kvDim, length: p - first + 1,
+                kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
+                scores: ws.scores, output: ws.attn + i * qDim)
+        }
+        att.o(ws.attn, rows: n, into: ws.xb, scratch: ws.rowScratch)
+        add(ws.xb, into: x, count: n * hidden)
+    }
+
+    /// x += down(silu(gate(h)) ⊙ up(h)) with h = RMSNorm(x).
+    func mlp(block l: Int, x: UnsafeMutablePointer<Float>, rows n: Int) {
+        let ws = workspace, hidden = hiddenSize, mlp = blocks[l].mlp
+        blocks[l].mlpNorm.withUnsafeBufferPointer { w in
+            for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+        }
+        mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
+        mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
+        siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize)
+        mlp.down(ws.gate, rows: n, into: ws.xb, scratch: ws.rowScratch)
+        add(ws.xb, into: x, count: n * hidden)
+    }
+
+    /// Final RMSNorm of the rows that want logits, then the head; returns how many logit rows it wrote.
+    func projectLogits(hidden x: UnsafePointer<Float>, batch: Batch, tokens: Range<Int>,
+                       into logits: UnsafeMutablePointer<Float>?) -> Int {
+        let ws = workspace, hidden = hiddenSize
+        var m = 0
+        norm.withUnsafeBufferPointer { w in
+            for (i, t) in tokens.enumerated() where batch.wantsLogits[t] {
+                rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + m * hidden)
+                m += 1
+            }
+        }
+        if m > 0, let logits { head(ws.xb, rows: m, into: logits, scratch: ws.rowScratch) }
+        return m
+    }
+}

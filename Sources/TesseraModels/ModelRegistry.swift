@@ -1,0 +1,59 @@
+// The table of supported architectures, keyed by the names checkpoints use, aliases spelled out.
+import TesseraFormats
+
+/// Architecture variants served by `Llama.swift`; they differ only in defaults (biases, rotary layout, windows).
+public enum ArchitectureKind: String, Sendable, CaseIterable {
+    case llama, mistral, qwen2
+
+    /// `general.architecture` of GGUF files of this kind.
+    public var ggufName: String { rawValue }
+}
+
+/// How big the preallocated activation arena is.
+public struct LoadOptions: Sendable {
+    /// Most tokens one forward chunk processes; longer batches are run in chunks of this size.
+    public var maxBatchTokens: Int
+    public init(maxBatchTokens: Int = 512) { self.maxBatchTokens = maxBatchTokens }
+}
+
+/// Names checkpoints give an architecture -> the code that runs it.
+public enum ModelRegistry {
+    /// GGUF `general.architecture` and HF `model_type` values, and HF `architectures[0]` class names.
+    public static let architectures: [String: ArchitectureKind] = [
+        "llama": .llama, "LlamaForCausalLM": .llama,          // Llama 1/2/3, SmolLM, SmolLM2
+        "mistral": .mistral, "MistralForCausalLM": .mistral,
+        "qwen2": .qwen2, "Qwen2ForCausalLM": .qwen2,
+    ]
+
+    /// Every accepted name, sorted.
+    public static var supported: [String] { architectures.keys.sorted() }
+
+    /// The kind registered under `name`; `ModelError.unknownArchitecture` listing the supported names otherwise.
+    public static func kind(named name: String) throws -> ArchitectureKind {
+        guard let kind = architectures[name] else {
+            throw ModelError.unknownArchitecture(name, supported: supported)
+        }
+        return kind
+    }
+
+    /// The architecture named by a checkpoint: GGUF `general.architecture`; HF `architectures[0]`, else `model_type`.
+    public static func kind(of source: ModelSource) throws -> ArchitectureKind {
+        switch source {
+        case .gguf(let file):
+            guard let name = file.architecture else {
+                throw ModelError.invalidConfig(file: file.path, key: "general.architecture", reason: "missing")
+            }
+            return try kind(named: name)
+        case .huggingFace(let folder):
+            let names = (folder.config["architectures"]?.array ?? []).compactMap(\.string)
+            if let known = names.first(where: { architectures[$0] != nil }) { return try kind(named: known) }
+            if let type = folder.config["model_type"]?.string { return try kind(named: type) }
+            throw ModelError.unknownArchitecture(names.first ?? "<none in config.json>", supported: supported)
+        }
+    }
+
+    /// Builds the model a checkpoint describes, its weights in place in the mapped files.
+    public static func load(_ source: ModelSource, options: LoadOptions = LoadOptions()) throws -> any LanguageModel {
+        try LlamaModel(source: source, kind: kind(of: source), options: options)
+    }
+}
