@@ -33,23 +33,29 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .target(name: "TesseraCollectives", dependencies: ["CMPI"]),
         .target(name: "TesseraTopology", dependencies: ["Yams"]),
-        .target(name: "TesseraParallel", dependencies: ["TesseraCollectives", "TesseraTopology"]),
         .target(name: "TesseraFormats", swiftSettings: optimized),
+        .target(name: "TesseraTokenizer", dependencies: ["TesseraFormats"]),
         .target(name: "TesseraKernels", dependencies: ["TesseraFormats"], swiftSettings: optimized),
         .target(name: "TesseraModels", dependencies: ["TesseraFormats", "TesseraKernels"], swiftSettings: optimized),
+        .target(name: "TesseraParallel", dependencies: [
+            "TesseraCollectives", "TesseraTopology", "TesseraModels", "TesseraKernels", "TesseraFormats"],
+                sources: ["ProcessGroups.swift"]),
+        .target(name: "TesseraEngine", dependencies: ["TesseraModels", "TesseraTokenizer", "TesseraParallel"]),
         .executableTarget(name: "InferWorker", dependencies: [
-            "TesseraParallel",
+            "TesseraEngine", "TesseraParallel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "InferBench", dependencies: [
-            "TesseraParallel",
+            "TesseraEngine", "TesseraParallel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TesseraTestSupport", path: "Tests/TesseraTestSupport"),
         .testTarget(name: "CollectivesTests", dependencies: ["TesseraTestSupport", "TesseraTopology"]),
         .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["TesseraTokenizer", "TesseraFormats"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats"]),
+        .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -84,12 +84,15 @@ public final class MPIRuntime: @unchecked Sendable {
     /// Ends the whole job: prints `message` (prefixed with this rank and host) to stderr and aborts every rank.
     /// Without an active MPI session it exits this process.
     public static func abortJob(_ message: String, code: Int32 = 1) -> Never {
-        var rank: Int32 = -1
-        if isActive { MPI_Comm_rank(tmpi_comm_world(), &rank) }
+        var rank: Int32 = -1, size: Int32 = 1
+        if isActive { MPI_Comm_rank(tmpi_comm_world(), &rank); MPI_Comm_size(tmpi_comm_world(), &size) }
         let line = "tessera: rank \(rank) (\(processorName())): fatal: \(message)\n"
         fputs(line, stderr)
         fflush(stderr)
-        if isActive { MPI_Abort(tmpi_comm_world(), code) }
+        if isActive {
+            if size > 1 { MPI_Abort(tmpi_comm_world(), code) }
+            MPI_Finalize()   // alone in the job: nobody to bring down
+        }
         exit(code)
     }
 

@@ -8,11 +8,19 @@ public struct LlamaAttention: Sendable {
     public var q, k, v, o: any Linear     // q: [heads·headDim × hidden], k/v: [kvHeads·headDim × hidden], o: [hidden × heads·headDim]
     public var headCount: Int
     public var kvHeadCount: Int
+
+    public init(q: any Linear, k: any Linear, v: any Linear, o: any Linear, headCount: Int, kvHeadCount: Int) {
+        self.q = q; self.k = k; self.v = v; self.o = o; self.headCount = headCount; self.kvHeadCount = kvHeadCount
+    }
 }
 
 /// SwiGLU feed-forward: down(silu(gate(x)) ⊙ up(x)).
 public struct LlamaMLP: Sendable {
     public var gate, up, down: any Linear  // gate/up: [intermediate × hidden], down: [hidden × intermediate]
+
+    public init(gate: any Linear, up: any Linear, down: any Linear) {
+        self.gate = gate; self.up = up; self.down = down
+    }
 }
 
 /// One decoder layer.
@@ -21,6 +29,10 @@ public struct LlamaBlock: Sendable {
     public var attention: LlamaAttention
     public var mlpNorm: [Float]           // [hidden]
     public var mlp: LlamaMLP
+
+    public init(attentionNorm: [Float], attention: LlamaAttention, mlpNorm: [Float], mlp: LlamaMLP) {
+        self.attentionNorm = attentionNorm; self.attention = attention; self.mlpNorm = mlpNorm; self.mlp = mlp
+    }
 }
 
 /// A Llama-family model with its weights in place in the checkpoint's mapped files.

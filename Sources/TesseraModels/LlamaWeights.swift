@@ -9,12 +9,15 @@ public enum WeightNaming: Sendable {
     /// `model.embed_tokens`, `model.layers.N.self_attn.q_proj`, ..., `model.norm`, `lm_head`.
     case huggingFace
 
-    var embedding: String { self == .gguf ? "token_embd.weight" : "model.embed_tokens.weight" }
-    var outputNorm: String { self == .gguf ? "output_norm.weight" : "model.norm.weight" }
-    var output: String { self == .gguf ? "output.weight" : "lm_head.weight" }
+    /// Token embedding table.
+    public var embedding: String { self == .gguf ? "token_embd.weight" : "model.embed_tokens.weight" }
+    /// Final RMSNorm weight.
+    public var outputNorm: String { self == .gguf ? "output_norm.weight" : "model.norm.weight" }
+    /// Output head (absent when tied to the embedding).
+    public var output: String { self == .gguf ? "output.weight" : "lm_head.weight" }
 
     /// Name of a layer tensor; `part` is the GGUF short name (`attn_q`, `ffn_down`, ...).
-    func layer(_ l: Int, _ part: String, bias: Bool = false) -> String {
+    public func layer(_ l: Int, _ part: String, bias: Bool = false) -> String {
         let suffix = bias ? "bias" : "weight"
         switch self {
         case .gguf: return "blk.\(l).\(part).\(suffix)"

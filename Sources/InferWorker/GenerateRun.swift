@@ -1,0 +1,149 @@
+import Foundation
+import TesseraCollectives
+import TesseraEngine
+import TesseraFormats
+import TesseraModels
+import TesseraParallel
+import TesseraTokenizer
+import TesseraTopology
+
+extension GenerateCommand {
+    func runGenerate(runtime: MPIRuntime, modelPath: String, prompts: [String]) throws {
+        let topology = try topologyOptions.load()
+        let groups = try ProcessGroups.build(topology: topology, world: runtime.world)
+        let world = groups.world
+        let loadStart = Date()
+        let source = try ModelSource.open(path: modelPath)
+        guard case .decoder(let role) = groups.role else {
+            return try DecoderWorker.serve(groups: groups, stage: nil)       // vision ranks idle in a text job
+        }
+        let model = try ModelRegistry.load(source)
+        // Every rank must agree on the context: the smallest any rank can afford.
+        var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context))]
+        try agreed.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .min) }
+        let context = Int(agreed[0])
+
+        let executor: any StepExecutor
+        var distributed: DistributedExecutor? = nil
+        if world.size == 1 {
+            touchWeights(source, label: URL(fileURLWithPath: modelPath).lastPathComponent)
+            executor = try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
+        } else {
+            guard topology.decoder.tensorParallel == 1 else {
+                throw GenerationError(description: "\(topology.source): tensor parallel generation is not wired yet")
+            }
+            let layers = try topology.layerRanges(layerCount: model.layerCount)[role.ppStage]
+            let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
+                                          sequenceSlots: prompts.count, contextLength: context)
+            guard groups.isCoordinator else { return try DecoderWorker.serve(groups: groups, stage: stage) }
+            distributed = DistributedExecutor(groups: groups, stage: stage, sequenceSlots: prompts.count, contextLength: context)
+            executor = distributed!
+        }
+        guard groups.isCoordinator else { return }
+
+        let tokenizer = try Tokenizer.load(source)
+        let requestsTokens = try promptTokens(prompts, tokenizer: tokenizer)
+        log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; %d rank%@",
+                   modelPath, (try? ModelRegistry.kind(of: source).rawValue) ?? "?", model.layerCount,
+                   Date().timeIntervalSince(loadStart), context, world.size, world.size == 1 ? "" : "s"))
+        defer { try? distributed?.shutdown() }
+
+        let seed = sampling.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        if sampling.seed == nil && sampling.temperature > 0 { log("tessera: seed \(seed)") }
+        let requests = requestsTokens.map {
+            GenerationRequest(promptTokens: $0, maxTokens: sampling.maxTokens, sampling: sampling.parameters(seed: seed),
+                              stopStrings: sampling.stop)
+        }
+        let generator = Generator(executor: executor, tokenizer: tokenizer)
+        let streaming = format == .text && prompts.count == 1
+        let (outputs, stats) = try generator.generate(requests) { _, text in
+            if streaming { writeOut(text) }
+        }
+        switch format {
+        case .text:
+            if streaming { writeOut("\n") } else { for o in outputs { writeOut(o.text + "\n") } }
+        case .jsonl:
+            for (i, o) in outputs.enumerated() {
+                writeOut(jsonLine(["prompt_index": i, "prompt_ids": requests[i].promptTokens, "ids": o.tokens,
+                                   "text": o.text, "stop_reason": o.stopReason.rawValue]) + "\n")
+            }
+        }
+        log(report(stats))
+    }
+
+    /// The requested context, else the model's own capped so the KV cache takes at most half the available memory.
+    func contextLength(model: any LanguageModel, slots: Int, requested: Int?) throws -> Int {
+        if let requested {
+            guard requested > 0 else { throw GenerationError(description: "--context must be positive, got \(requested)") }
+            return requested
+        }
+        let trained = model.trainedContextLength
+        let bytesPerPosition = model.layerCount * 2 * model.kvFloatsPerPosition * MemoryLayout<Float>.stride * slots
+        let budget = availableMemory() / 2
+        let fits = max(1, budget / max(bytesPerPosition, 1))
+        if fits < trained {
+            log("tessera: context capped at \(fits) positions (the model's \(trained) would need \(trained * bytesPerPosition >> 20) MiB of KV cache; \(budget >> 20) MiB available); set --context to choose")
+            return fits
+        }
+        return trained
+    }
+}
+
+extension TopologyOptions {
+    func load() throws -> Topology { try topology.map { try Topology.load(path: $0) } ?? .singleRank }
+}
+
+/// Faults the model's weight pages in up front (with a progress bar when stderr is a terminal), so the first
+/// tokens are not slowed by page faults.
+func touchWeights(_ source: ModelSource, label: String) {
+    let store = source.tensors
+    let names = store.tensorInfos.keys.sorted()
+    let total = names.reduce(0) { $0 + ((try? store.view($1).data.count) ?? 0) }
+    let tty = isatty(STDERR_FILENO) != 0
+    var done = 0, shown = -1, checksum: UInt8 = 0
+    for name in names {
+        guard let view = try? store.view(name) else { continue }
+        var i = 0
+        while i < view.data.count { checksum &+= view.data[i]; i += 4096 }
+        done += view.data.count
+        let percent = total > 0 ? done * 100 / total : 100
+        if tty && percent != shown {
+            shown = percent
+            let bar = String(repeating: "█", count: percent / 4) + String(repeating: " ", count: 25 - percent / 4)
+            fputs("\rloading \(label) |\(bar)| \(percent)% ", stderr)
+        }
+    }
+    if tty { fputs("\r" + String(repeating: " ", count: 60 + label.count) + "\r", stderr) }
+    _ = checksum
+}
+
+func report(_ s: GenerationStats) -> String {
+    String(format: "tessera: prompt %d tokens, %.1f tokens/s; generated %d tokens, %.1f tokens/s; time to first token %.3f s; peak memory %.1f MiB",
+           s.promptTokens, s.promptTokensPerSecond, s.generatedTokens, s.generatedTokensPerSecond, s.timeToFirstToken,
+           Double(peakResidentBytes()) / 1048576)
+}
+
+/// Peak resident set size of this process.
+func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return usage.ru_maxrss * 1024
+}
+
+/// MemAvailable from /proc/meminfo (8 GiB if it cannot be read).
+func availableMemory() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 8 << 30 }
+    return kb * 1024
+}
+
+/// Writes to stdout unbuffered, so streamed text appears as it is produced.
+func writeOut(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+func jsonLine(_ object: [String: Any]) -> String {
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
+}

@@ -1,0 +1,74 @@
+import TesseraCollectives
+import TesseraModels
+import TesseraParallel
+
+/// One decoder rank's share of every step: its pipeline stage's contiguous layers (over its tensor-parallel shard
+/// of them). The first stage embeds, later stages receive hidden states from the rank before them (same tpRank),
+/// the last stage applies the final norm and head. A step is cut into micro-batches processed in order, with
+/// non-blocking sends, so stage k works on micro-batch i+1 while stage k+1 works on micro-batch i.
+public final class PipelineStage {
+    public let model: any LanguageModel
+    public let layers: Range<Int>
+    public let stage: Int
+    public let stageCount: Int
+    /// Ranks with this rank's tpRank in every stage; its rank in this group is the stage index.
+    let pipeline: Communicator
+    public let cache: any KVCache
+    /// Reused hidden-state buffers, one per micro-batch in flight: [maxBatchTokens × hidden] each.
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+
+    public var isFirst: Bool { stage == 0 }
+    public var isLast: Bool { stage == stageCount - 1 }
+
+    public init(model: any LanguageModel, layers: Range<Int>, pipeline: Communicator, sequenceSlots: Int,
+                contextLength: Int) throws {
+        self.model = model; self.layers = layers; self.pipeline = pipeline
+        stage = pipeline.rank; stageCount = pipeline.size
+        cache = try DenseKVCache(layers: layers, sequences: sequenceSlots, contextLength: contextLength,
+                                 kvDim: model.kvFloatsPerPosition)
+    }
+
+    deinit { for b in buffers { b.deallocate() } }
+
+    /// Cuts a step into micro-batches of at most the model's chunk size, about one per stage so all stages can
+    /// work at once. Every rank cuts the same step the same way.
+    public func microBatches(_ batch: Batch) -> [Batch] {
+        let target = min(model.maxBatchTokens, max(1, (batch.count + stageCount - 1) / stageCount))
+        var result: [Batch] = [], current = Batch()
+        for i in 0..<batch.count {
+            current.append(token: batch.tokens[i], position: batch.positions[i], sequence: batch.sequences[i],
+                           wantsLogits: batch.wantsLogits[i])
+            if current.count == target { result.append(current); current = Batch() }
+        }
+        if current.count > 0 { result.append(current) }
+        return result
+    }
+
+    /// Runs this rank's part of the step. On the last stage writes `[batch.logitCount × vocab]` logits.
+    public func run(_ batch: Batch, logits: UnsafeMutablePointer<Float>?) throws {
+        let parts = microBatches(batch)
+        let hidden = model.hiddenSize, vocab = model.vocabularySize
+        while buffers.count < parts.count {
+            buffers.append(.allocate(capacity: model.maxBatchTokens * hidden))
+        }
+        var sends: [Request] = []
+        var row = 0
+        for (m, part) in parts.enumerated() {
+            let h = buffers[m]
+            let states = UnsafeMutableBufferPointer(start: h, count: part.count * hidden)
+            if isFirst { try model.embed(part, into: h) }
+            else { try pipeline.recv(states, from: stage - 1, tag: m) }
+            try model.forward(layers: layers, hidden: h, batch: part, cache: cache)
+            cache.commit(part)
+            if !isLast {
+                sends.append(try pipeline.isend(UnsafeBufferPointer(states), to: stage + 1, tag: m))
+            } else if let logits {
+                try model.logits(hidden: h, batch: part, into: logits + row * vocab)
+                row += part.logitCount
+            }
+        }
+        try Request.waitAll(sends)
+    }
+
+    public func release(sequence: Int) { cache.setOffset(0, of: sequence) }
+}
