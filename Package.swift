@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "TesseraParallel", dependencies: [
             "TesseraCollectives", "TesseraTopology", "TesseraModels", "TesseraKernels", "TesseraFormats"],
                 sources: ["ProcessGroups.swift"]),
-        .target(name: "TesseraEngine", dependencies: ["TesseraModels", "TesseraTokenizer", "TesseraParallel"]),
+        .target(name: "TesseraEngine", dependencies: ["TesseraModels", "TesseraTokenizer", "TesseraParallel"],
+                swiftSettings: optimized),
         .executableTarget(name: "InferWorker", dependencies: [
             "TesseraEngine", "TesseraParallel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

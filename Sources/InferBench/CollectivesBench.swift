@@ -12,8 +12,8 @@ struct CollectivesBench: ParsableCommand {
     @Option(help: "Smallest message in bytes (k/m suffixes allowed).") var from = "4"
     @Option(help: "Largest message in bytes.") var to = "64m"
     @Option(help: "Size step factor.") var step = 4
-    @Option(help: "Rounds per size and operation (median reported).") var rounds = 9
-    @Option(help: "Target seconds per timed batch.") var batchSeconds = 0.01
+    @Option(help: "Rounds per size and operation (median reported).") var rounds = 15
+    @Option(help: "Target seconds per timed batch.") var batchSeconds = 0.03
     @Option(help: "CSV output file (written by rank 0).") var csv = "collectives.csv"
 
     func run() throws {

@@ -36,6 +36,7 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Frequency penalty (0 = off).") var frequencyPenalty: Double = 0
     @Option(help: "Random seed (default: random, printed on stderr).") var seed: UInt64?
     @Option(help: "Stop when this text is generated (repeatable).") var stop: [String] = []
+    @Flag(help: "Keep generating past end-of-sequence tokens (benchmarks).") var ignoreEOS = false
 
     func parameters(seed: UInt64) -> SamplingParameters {
         var p = SamplingParameters()
@@ -62,10 +63,16 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Output: text (streamed) or jsonl (one JSON object per prompt: ids, text, stop reason).")
     var format: OutputFormat = .text
 
+    @Option(help: "Write each prompt's last-position logits (float32, little-endian, prompt order) to this file.")
+    var promptLogits: String?
+    @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill] (fault drills).", visibility: .hidden))
+    var fault: String?
+
     enum OutputFormat: String, ExpressibleByArgument { case text, jsonl }
 
     func validate() throws {
         guard (prompt == nil) != (promptsFile == nil) else { throw ValidationError("give exactly one of --prompt or --prompts-file") }
+        if let fault, InjectedFault(fault) == nil { throw ValidationError("--fault wants RANK:STEP[:throw|kill], got '\(fault)'") }
     }
 
     func run() throws {

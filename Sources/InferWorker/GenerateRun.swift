@@ -15,9 +15,13 @@ extension GenerateCommand {
         let loadStart = Date()
         let source = try ModelSource.open(path: modelPath)
         guard case .decoder(let role) = groups.role else {
-            return try DecoderWorker.serve(groups: groups, stage: nil)       // vision ranks idle in a text job
+            try DecoderWorker.serve(groups: groups, stage: nil)              // vision ranks idle in a text job
+            _ = try RankReport.gather(RankReport(communicationSeconds: communicationSeconds(groups)), groups: groups)
+            return
         }
-        let model = try ModelRegistry.load(source)
+        let config = try ModelRegistry.config(of: source)
+        let layers = try topology.layerRanges(layerCount: config.layerCount)[role.ppStage]
+        let model = try ModelRegistry.load(source, options: LoadOptions(layers: layers))
         // Every rank must agree on the context: the smallest any rank can afford.
         var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context))]
         try agreed.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .min) }
@@ -25,6 +29,7 @@ extension GenerateCommand {
 
         let executor: any StepExecutor
         var distributed: DistributedExecutor? = nil
+        var planned = 0
         if world.size == 1 {
             touchWeights(source, label: URL(fileURLWithPath: modelPath).lastPathComponent)
             executor = try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
@@ -32,10 +37,15 @@ extension GenerateCommand {
             guard topology.decoder.tensorParallel == 1 else {
                 throw GenerationError(description: "\(topology.source): tensor parallel generation is not wired yet")
             }
-            let layers = try topology.layerRanges(layerCount: model.layerCount)[role.ppStage]
             let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
                                           sequenceSlots: prompts.count, contextLength: context)
-            guard groups.isCoordinator else { return try DecoderWorker.serve(groups: groups, stage: stage) }
+            if let f = fault.flatMap(InjectedFault.init), f.rank == world.rank { stage.fault = f }
+            planned = plannedStageBytes(source.tensors, layers: layers, isLast: stage.isLast)
+            guard groups.isCoordinator else {
+                try DecoderWorker.serve(groups: groups, stage: stage)
+                _ = try RankReport.gather(report(planned: planned, source: source, groups: groups), groups: groups)
+                return
+            }
             distributed = DistributedExecutor(groups: groups, stage: stage, sequenceSlots: prompts.count, contextLength: context)
             executor = distributed!
         }
@@ -46,15 +56,17 @@ extension GenerateCommand {
         log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; %d rank%@",
                    modelPath, (try? ModelRegistry.kind(of: source).rawValue) ?? "?", model.layerCount,
                    Date().timeIntervalSince(loadStart), context, world.size, world.size == 1 ? "" : "s"))
-        defer { try? distributed?.shutdown() }
+        var shutDown = false
+        defer { if !shutDown { try? distributed?.shutdown() } }
 
         let seed = sampling.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         if sampling.seed == nil && sampling.temperature > 0 { log("tessera: seed \(seed)") }
         let requests = requestsTokens.map {
             GenerationRequest(promptTokens: $0, maxTokens: sampling.maxTokens, sampling: sampling.parameters(seed: seed),
-                              stopStrings: sampling.stop)
+                              stopStrings: sampling.stop, stopAtEOS: !sampling.ignoreEOS)
         }
         let generator = Generator(executor: executor, tokenizer: tokenizer)
+        generator.keepPromptLogits = promptLogits != nil
         let streaming = format == .text && prompts.count == 1
         let (outputs, stats) = try generator.generate(requests) { _, text in
             if streaming { writeOut(text) }
@@ -68,7 +80,25 @@ extension GenerateCommand {
                                    "text": o.text, "stop_reason": o.stopReason.rawValue]) + "\n")
             }
         }
-        log(report(stats))
+        if let distributed {
+            try distributed.shutdown()
+            shutDown = true
+            if let reports = try RankReport.gather(report(planned: planned, source: source, groups: groups), groups: groups) {
+                log(RankReport.render(reports, groups: groups, wallSeconds: stats.prefillSeconds + stats.decodeSeconds))
+            }
+        }
+        if let promptLogits {
+            let floats = outputs.flatMap { $0.promptLogits ?? [] }
+            try floats.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: promptLogits)) }
+        }
+        log(speedReport(stats))
+    }
+
+    func report(planned: Int, source: ModelSource, groups: ProcessGroups) -> RankReport {
+        var resident = 0
+        if case .gguf(let file) = source { resident = file.residentTensorBytes ?? 0 }
+        return RankReport(residentWeightBytes: resident, plannedWeightBytes: planned,
+                          communicationSeconds: communicationSeconds(groups))
     }
 
     /// The requested context, else the model's own capped so the KV cache takes at most half the available memory.
@@ -117,7 +147,7 @@ func touchWeights(_ source: ModelSource, label: String) {
     _ = checksum
 }
 
-func report(_ s: GenerationStats) -> String {
+func speedReport(_ s: GenerationStats) -> String {
     String(format: "tessera: prompt %d tokens, %.1f tokens/s; generated %d tokens, %.1f tokens/s; time to first token %.3f s; peak memory %.1f MiB",
            s.promptTokens, s.promptTokensPerSecond, s.generatedTokens, s.generatedTokensPerSecond, s.timeToFirstToken,
            Double(peakResidentBytes()) / 1048576)

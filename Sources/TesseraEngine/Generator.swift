@@ -9,11 +9,13 @@ public struct GenerationRequest: Sendable {
     public var sampling: SamplingParameters
     /// Text that ends the completion when generated (not included in the output).
     public var stopStrings: [String]
+    /// Whether an end-of-sequence token ends the completion (benchmarks turn it off to generate exactly maxTokens).
+    public var stopAtEOS: Bool
 
     public init(promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = SamplingParameters(),
-                stopStrings: [String] = []) {
+                stopStrings: [String] = [], stopAtEOS: Bool = true) {
         self.promptTokens = promptTokens; self.maxTokens = maxTokens; self.sampling = sampling
-        self.stopStrings = stopStrings
+        self.stopStrings = stopStrings; self.stopAtEOS = stopAtEOS
     }
 }
 
@@ -162,7 +164,7 @@ struct SequenceState {
     init(index: Int, request: GenerationRequest, tokenizer: Tokenizer, vocab: Int) throws {
         self.index = index
         maxTokens = request.maxTokens
-        eos = tokenizer.eosIDs
+        eos = request.stopAtEOS ? tokenizer.eosIDs : []
         history = request.promptTokens
         history.reserveCapacity(request.promptTokens.count + request.maxTokens + 1)
         sampler = try Sampler(parameters: request.sampling, vocabularySize: vocab)

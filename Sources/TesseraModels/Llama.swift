@@ -39,8 +39,11 @@ public struct LlamaBlock: Sendable {
 public final class LlamaModel: LanguageModel {
     public let config: LlamaConfig
     public let embedding: WeightMatrix    // [vocab × hidden]
-    /// Decoder layers; a parallel plan may replace their linears (and head counts) by this rank's shards.
+    /// Decoder layers `heldLayers`, in order; a parallel plan may replace their linears (and head counts) by this
+    /// rank's shards.
     public var blocks: [LlamaBlock] { didSet { layoutError = fitLayout() } }
+    /// The layers this instance holds (all, or a pipeline stage's range); layer indices stay absolute.
+    public let heldLayers: Range<Int>
     public let norm: [Float]              // [hidden]
     public var head: any Linear { didSet { layoutError = fitLayout() } }  // [vocab × hidden]
     public let rope: RoPE
@@ -52,7 +55,7 @@ public final class LlamaModel: LanguageModel {
 
     public var vocabularySize: Int { config.vocabularySize }
     public var hiddenSize: Int { config.hiddenSize }
-    public var layerCount: Int { blocks.count }
+    public var layerCount: Int { config.layerCount }
     public var trainedContextLength: Int { config.contextLength }
     public var kvFloatsPerPosition: Int { kvDim }
     public var maxBatchTokens: Int { workspace.maxTokens }
@@ -62,6 +65,10 @@ public final class LlamaModel: LanguageModel {
                 rope: RoPE, store: (any TensorStore)?, options: LoadOptions = LoadOptions()) throws {
         guard options.maxBatchTokens > 0, options.maxBatchTokens <= 1 << 16 else {
             throw ModelError.invalidBuffer("maxBatchTokens \(options.maxBatchTokens) outside 1...65536")
+        }
+        heldLayers = options.layers ?? 0..<config.layerCount
+        guard heldLayers.lowerBound >= 0, heldLayers.upperBound <= config.layerCount, blocks.count == heldLayers.count else {
+            throw ModelError.invalidBuffer("\(blocks.count) blocks for layers \(heldLayers) of a \(config.layerCount)-layer model")
         }
         self.config = config; self.embedding = embedding; self.blocks = blocks; self.norm = norm
         self.head = head; self.rope = rope; self.store = store
@@ -73,11 +80,14 @@ public final class LlamaModel: LanguageModel {
     public var kvDim: Int { (blocks.first?.attention.kvHeadCount ?? config.kvHeadCount) * config.headDim }
 
     public func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache {
-        try DenseKVCache(layers: 0..<layerCount, sequences: sequences, contextLength: contextLength, kvDim: kvDim)
+        try DenseKVCache(layers: heldLayers, sequences: sequences, contextLength: contextLength, kvDim: kvDim)
     }
 
     public func forward(_ batch: Batch, cache: any KVCache, logits: UnsafeMutableBufferPointer<Float>) throws {
         if let layoutError { throw layoutError }
+        guard heldLayers == 0..<layerCount else {
+            throw ModelError.invalidBatch("a whole forward pass needs every layer; this model holds \(heldLayers)")
+        }
         try cache.check(batch)
         try checkTokens(batch)
         let needed = batch.logitCount * vocabularySize
@@ -108,8 +118,8 @@ public final class LlamaModel: LanguageModel {
         if let layoutError { throw layoutError }
         try checkChunk(batch)
         try cache.check(batch)
-        guard layers.lowerBound >= 0, layers.upperBound <= layerCount else {
-            throw ModelError.invalidBatch("layers \(layers) outside the model's 0..<\(layerCount)")
+        guard layers.isEmpty || (heldLayers.contains(layers.lowerBound) && heldLayers.contains(layers.upperBound - 1)) else {
+            throw ModelError.invalidBatch("layers \(layers) outside the layers this model holds, \(heldLayers)")
         }
         try runLayers(layers, hidden: hidden, batch: batch, tokens: 0..<batch.count, cache: cache)
     }
@@ -151,9 +161,9 @@ public final class LlamaModel: LanguageModel {
     /// so tokens of one sequence in this chunk see each other.
     func attention(block l: Int, x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>, cache: any KVCache) {
         let ws = workspace, n = tokens.count, hidden = hiddenSize, headDim = config.headDim, half = headDim / 2
-        let att = blocks[l].attention
+        let block = blocks[l - heldLayers.lowerBound], att = block.attention
         let qDim = att.headCount * headDim, kvDim = att.kvHeadCount * headDim
-        blocks[l].attentionNorm.withUnsafeBufferPointer { w in
+        block.attentionNorm.withUnsafeBufferPointer { w in
             for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
         }
         att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
@@ -182,8 +192,8 @@ public final class LlamaModel: LanguageModel {
 
     /// x += down(silu(gate(h)) ⊙ up(h)) with h = RMSNorm(x).
     func mlp(block l: Int, x: UnsafeMutablePointer<Float>, rows n: Int) {
-        let ws = workspace, hidden = hiddenSize, mlp = blocks[l].mlp
-        blocks[l].mlpNorm.withUnsafeBufferPointer { w in
+        let ws = workspace, hidden = hiddenSize, block = blocks[l - heldLayers.lowerBound], mlp = block.mlp
+        block.mlpNorm.withUnsafeBufferPointer { w in
             for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
         }
         mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)

@@ -11,7 +11,8 @@ extension LlamaModel {
             return fail("head maps \(head.inputSize) -> \(head.outputSize), expected \(c.hiddenSize) -> \(c.vocabularySize)")
         }
         guard norm.count == c.hiddenSize else { return fail("final norm has \(norm.count) weights, expected \(c.hiddenSize)") }
-        for (l, b) in blocks.enumerated() {
+        for (i, b) in blocks.enumerated() {
+            let l = heldLayers.lowerBound + i
             let a = b.attention, m = b.mlp
             let q = a.headCount * d, kv = a.kvHeadCount * d
             let shapes = [(a.q, c.hiddenSize, q), (a.k, c.hiddenSize, kv), (a.v, c.hiddenSize, kv), (a.o, q, c.hiddenSize),

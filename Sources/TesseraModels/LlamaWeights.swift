@@ -99,7 +99,7 @@ extension LlamaModel {
         let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding)
             : try w.linear(naming.output, rows: c.vocabularySize, cols: c.hiddenSize)
         var blocks: [LlamaBlock] = []
-        for l in 0..<c.layerCount {
+        for l in options.layers ?? 0..<c.layerCount {
             func bias(_ part: String) -> String? { c.attentionBias ? naming.layer(l, part, bias: true) : nil }
             let attention = LlamaAttention(
                 q: try w.linear(naming.layer(l, "attn_q"), rows: c.queryDim, cols: c.hiddenSize, bias: bias("attn_q")),

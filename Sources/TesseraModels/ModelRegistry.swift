@@ -1,5 +1,6 @@
 // The table of supported architectures, keyed by the names checkpoints use, aliases spelled out.
 import TesseraFormats
+import TesseraKernels
 
 /// Architecture variants served by `Llama.swift`; they differ only in defaults (biases, rotary layout, windows).
 public enum ArchitectureKind: String, Sendable, CaseIterable {
@@ -13,7 +14,11 @@ public enum ArchitectureKind: String, Sendable, CaseIterable {
 public struct LoadOptions: Sendable {
     /// Most tokens one forward chunk processes; longer batches are run in chunks of this size.
     public var maxBatchTokens: Int
-    public init(maxBatchTokens: Int = 512) { self.maxBatchTokens = maxBatchTokens }
+    /// The layers to build (a pipeline stage's range); nil builds all. Other layers' weights are never touched.
+    public var layers: Range<Int>?
+    public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil) {
+        self.maxBatchTokens = maxBatchTokens; self.layers = layers
+    }
 }
 
 /// Names checkpoints give an architecture -> the code that runs it.
@@ -49,6 +54,17 @@ public enum ModelRegistry {
             if let known = names.first(where: { architectures[$0] != nil }) { return try kind(named: known) }
             if let type = folder.config["model_type"]?.string { return try kind(named: type) }
             throw ModelError.unknownArchitecture(names.first ?? "<none in config.json>", supported: supported)
+        }
+    }
+
+    /// The checkpoint's configuration, validated, without building the model.
+    public static func config(of source: ModelSource) throws -> LlamaConfig {
+        let kind = try kind(of: source)
+        switch source {
+        case .gguf(let file):
+            return try LlamaConfig(gguf: file.metadata, tensorNames: Set(file.tensorInfos.keys), file: file.path, architecture: kind)
+        case .huggingFace(let folder):
+            return try LlamaConfig(huggingFace: folder.config, file: folder.path + "/config.json", architecture: kind)
         }
     }
 

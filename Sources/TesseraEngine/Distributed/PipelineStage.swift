@@ -1,3 +1,4 @@
+import Foundation
 import TesseraCollectives
 import TesseraModels
 import TesseraParallel
@@ -16,6 +17,9 @@ public final class PipelineStage {
     public let cache: any KVCache
     /// Reused hidden-state buffers, one per micro-batch in flight: [maxBatchTokens × hidden] each.
     private var buffers: [UnsafeMutablePointer<Float>] = []
+    /// Steps run so far, and an optional injected failure (fault tests and drills).
+    private var steps = 0
+    public var fault: InjectedFault?
 
     public var isFirst: Bool { stage == 0 }
     public var isLast: Bool { stage == stageCount - 1 }
@@ -46,6 +50,8 @@ public final class PipelineStage {
 
     /// Runs this rank's part of the step. On the last stage writes `[batch.logitCount × vocab]` logits.
     public func run(_ batch: Batch, logits: UnsafeMutablePointer<Float>?) throws {
+        steps += 1
+        if let fault, fault.step == steps { try fault.trigger() }
         let parts = microBatches(batch)
         let hidden = model.hiddenSize, vocab = model.vocabularySize
         while buffers.count < parts.count {
@@ -71,4 +77,28 @@ public final class PipelineStage {
     }
 
     public func release(sequence: Int) { cache.setOffset(0, of: sequence) }
+}
+
+/// A failure to inject at a step on one rank, to prove the job comes down promptly: throw an error (the rank
+/// aborts the job) or die by SIGKILL (mpirun notices the lost rank).
+public struct InjectedFault: Sendable {
+    public enum Kind: String, Sendable { case `throw`, kill }
+    public let rank: Int
+    public let step: Int
+    public let kind: Kind
+
+    /// Parses `RANK:STEP[:throw|kill]`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":").map(String.init)
+        guard parts.count >= 2, parts.count <= 3, let r = Int(parts[0]), let s = Int(parts[1]), r >= 0, s >= 1,
+              let k = Kind(rawValue: parts.count == 3 ? parts[2] : "throw") else { return nil }
+        rank = r; step = s; kind = k
+    }
+
+    func trigger() throws {
+        switch kind {
+        case .throw: throw ProtocolError("injected fault at step \(step) on rank \(rank)")
+        case .kill: kill(getpid(), SIGKILL)
+        }
+    }
 }

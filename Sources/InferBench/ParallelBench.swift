@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+
+/// `infer-bench parallel`: runs one model through a list of topologies, each as a real MPI job started by
+/// launch/tessera, alternating topologies run by run, and prints per topology the median decode and prompt speed,
+/// the largest per-rank resident weight memory, and the communication share of step time; CSV out.
+struct ParallelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parallel", abstract: "Decode/prompt speed, per-rank memory and communication share per topology.")
+
+    @Option(help: "Model file or folder (default: the default model).") var model: String?
+    @Option(help: "Comma-separated topology names from topologies/ (tp1 = one rank).") var topologies = "tp1,tp2,pp2"
+    @Option(help: "Extra infer-worker arguments per topology, as NAME=ARGS;... (e.g. 'tp1=--threads 2').")
+    var extra: String = ""
+    @Option(help: "Approximate prompt length in tokens.") var promptTokens = 64
+    @Option(help: "Tokens to generate per run.") var genTokens = 32
+    @Option(help: "Runs per topology (median reported).") var runs = 3
+    @Option(help: "CSV output file.") var csv = "parallel.csv"
+
+    struct Sample { var prompt = 0.0, decode = 0.0, maxResidentMiB = 0.0, commShare = 0.0 }
+
+    func run() throws {
+        let root = try repositoryRoot()
+        let names = topologies.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        var extras: [String: [String]] = [:]
+        for item in extra.split(separator: ";") {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { extras[String(parts[0])] = parts[1].split(separator: " ").map(String.init) }
+        }
+        let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "children", "watch"]
+        let prompt = (0..<max(1, promptTokens * 3 / 4)).map { words[$0 % words.count] }.joined(separator: " ")
+        var samples: [String: [Sample]] = [:]
+        print("infer-bench parallel: model \(model ?? "default"), ~\(promptTokens)-token prompt, \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
+        for r in 0..<runs {
+            for name in (r % 2 == 0 ? names : names.reversed()) {
+                let topology = root.appendingPathComponent("topologies/\(name).yaml").path
+                guard FileManager.default.fileExists(atPath: topology) else { throw ValidationError("no topology \(topology)") }
+                var args = ["--topology", topology, "generate", "--prompt", prompt, "--max-tokens", "\(genTokens)",
+                            "--temperature", "0", "--ignore-eos", "--format", "jsonl"] + (extras[name] ?? [])
+                if let model { args += ["--model", model] }
+                let (status, stderr) = try runLauncher(root: root, args)
+                guard status == 0 else { throw ValidationError("\(name) failed (exit \(status)):\n\(stderr.suffix(2000))") }
+                samples[name, default: []].append(parse(stderr))
+            }
+        }
+        var rows = ["topology,decode_tokens_per_s,prompt_tokens_per_s,max_rank_weights_MiB,comm_share_percent"]
+        let baseline = samples[names[0]].map { median($0.map(\.decode)) } ?? 0
+        print("topology        decode tok/s   prompt tok/s   max rank weights MiB   comm share   decode vs \(names[0])")
+        print("(one rank has no per-rank table: its column is the process's peak resident memory; comm share is the mean over decoder ranks)")
+        for name in names {
+            let s = samples[name] ?? []
+            let decode = median(s.map(\.decode)), promptSpeed = median(s.map(\.prompt))
+            let memory = median(s.map(\.maxResidentMiB)), comm = median(s.map(\.commShare))
+            print(String(format: "%-15@ %12.2f %14.2f %22.2f %11.1f%% %16.3f", name as NSString, decode, promptSpeed, memory,
+                         comm, baseline > 0 ? decode / baseline : 0))
+            rows.append(String(format: "%@,%.3f,%.3f,%.2f,%.2f", name as NSString, decode, promptSpeed, memory, comm))
+        }
+        try (rows.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        print("CSV: \(csv)")
+    }
+
+    /// Reads the speed report and the per-rank table from infer-worker's stderr.
+    func parse(_ stderr: String) -> Sample {
+        var sample = Sample(), peak = 0.0, shares: [Double] = []
+        for line in stderr.split(separator: "\n") {
+            let numbers = line.replacingOccurrences(of: ",", with: " ").replacingOccurrences(of: ";", with: " ")
+                .split(separator: " ").compactMap { Double($0.trimmingCharacters(in: CharacterSet(charactersIn: "%"))) }
+            if line.contains("tokens/s; generated"), numbers.count >= 6 {
+                sample.prompt = numbers[1]; sample.decode = numbers[3]; peak = numbers[numbers.count - 1]
+            } else if line.contains(" / ") && line.contains("stage"), numbers.count >= 6 {
+                sample.maxResidentMiB = max(sample.maxResidentMiB, numbers[numbers.count - 4])
+                shares.append(numbers[numbers.count - 1])
+            }
+        }
+        if sample.maxResidentMiB == 0 { sample.maxResidentMiB = peak }   // one rank: no rank table; its peak RSS
+        sample.commShare = shares.isEmpty ? 0 : shares.reduce(0, +) / Double(shares.count)
+        return sample
+    }
+
+    func runLauncher(root: URL, _ args: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = root.appendingPathComponent("launch/tessera")
+        process.arguments = args
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// The checkout this binary was built in (…/.build/<triple>/release/infer-bench), or the current directory.
+func repositoryRoot() throws -> URL {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<5 {
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("launch/tessera").path) { return dir }
+        dir.deleteLastPathComponent()
+    }
+    let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    guard FileManager.default.fileExists(atPath: cwd.appendingPathComponent("launch/tessera").path) else {
+        throw ValidationError("run infer-bench from the Tessera checkout (launch/tessera not found)")
+    }
+    return cwd
+}

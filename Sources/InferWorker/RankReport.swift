@@ -1,0 +1,73 @@
+import Foundation
+import TesseraCollectives
+import TesseraFormats
+import TesseraParallel
+
+/// What each rank reports to the coordinator after a distributed run: weight bytes it holds resident versus the
+/// bytes its share of the plan needs, and seconds spent communicating.
+struct RankReport {
+    var residentWeightBytes = 0
+    var plannedWeightBytes = 0
+    var communicationSeconds = 0.0
+
+    /// Collects every rank's report on the coordinator (nil elsewhere). Collective over the world.
+    static func gather(_ mine: RankReport, groups: ProcessGroups) throws -> [RankReport]? {
+        let world = groups.world, root = groups.topology.coordinator
+        let words: [Int64] = [Int64(mine.residentWeightBytes), Int64(mine.plannedWeightBytes),
+                              Int64(mine.communicationSeconds * 1e6)]
+        var all = [Int64](repeating: 0, count: world.rank == root ? 3 * world.size : 0)
+        try words.withUnsafeBufferPointer { input in
+            try all.withUnsafeMutableBufferPointer { try world.gather(input, into: world.rank == root ? $0 : nil, root: root) }
+        }
+        guard world.rank == root else { return nil }
+        return (0..<world.size).map {
+            RankReport(residentWeightBytes: Int(all[3 * $0]), plannedWeightBytes: Int(all[3 * $0 + 1]),
+                       communicationSeconds: Double(all[3 * $0 + 2]) / 1e6)
+        }
+    }
+
+    static func render(_ reports: [RankReport], groups: ProcessGroups, wallSeconds: Double) -> String {
+        var lines = ["tessera: rank  role            weights resident / planned (MiB)   comm s  comm share"]
+        for (r, report) in reports.enumerated() {
+            let role: String
+            switch groups.topology.role(of: r) {
+            case .decoder(let d): role = "stage \(d.ppStage) tp \(d.tpRank)"
+            case .vision: role = "vision"
+            }
+            lines.append(String(format: "tessera: %4d  %-14@  %12.2f / %-12.2f          %7.3f  %5.1f%%", r, role as NSString,
+                                Double(report.residentWeightBytes) / 1048576, Double(report.plannedWeightBytes) / 1048576,
+                                report.communicationSeconds, wallSeconds > 0 ? 100 * report.communicationSeconds / wallSeconds : 0))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Bytes of the tensors a pipeline stage computes with: its layers' tensors, plus the final norm and head on the
+/// last stage. Embedding rows are looked up on demand and not counted.
+func plannedStageBytes(_ store: any TensorStore, layers: Range<Int>, isLast: Bool) -> Int {
+    var total = 0
+    let tied = store.tensorInfos["output.weight"] == nil && store.tensorInfos["lm_head.weight"] == nil
+    for (name, info) in store.tensorInfos {
+        let bytes = info.rowCount * info.rowBytes
+        if let layer = layerIndex(name) {
+            if layers.contains(layer) { total += bytes }
+        } else if isLast {
+            if name == "output_norm.weight" || name == "model.norm.weight" || name == "output.weight" || name == "lm_head.weight"
+                || (tied && (name == "token_embd.weight" || name == "model.embed_tokens.weight")) { total += bytes }
+        }
+    }
+    return total
+}
+
+/// The layer a tensor belongs to (`blk.N.` / `model.layers.N.`), if any.
+func layerIndex(_ name: String) -> Int? {
+    for prefix in ["blk.", "model.layers."] where name.hasPrefix(prefix) {
+        return Int(name.dropFirst(prefix.count).prefix { $0.isNumber })
+    }
+    return nil
+}
+
+/// Seconds this rank spent in MPI operations over all its communicators.
+func communicationSeconds(_ groups: ProcessGroups) -> Double {
+    groups.all.reduce(0) { $0 + $1.stats.totalSeconds }
+}
