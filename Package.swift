@@ -35,11 +35,11 @@ let package = Package(
         .target(name: "TesseraTopology", dependencies: ["Yams"]),
         .target(name: "TesseraFormats", swiftSettings: optimized),
         .target(name: "TesseraTokenizer", dependencies: ["TesseraFormats"]),
-        .target(name: "TesseraKernels", dependencies: ["TesseraFormats"], swiftSettings: optimized),
+        .target(name: "CTesseraKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "TesseraKernels", dependencies: ["TesseraFormats", "CTesseraKernels"], swiftSettings: optimized),
         .target(name: "TesseraModels", dependencies: ["TesseraFormats", "TesseraKernels"], swiftSettings: optimized),
         .target(name: "TesseraParallel", dependencies: [
-            "TesseraCollectives", "TesseraTopology", "TesseraModels", "TesseraKernels", "TesseraFormats"],
-                sources: ["ProcessGroups.swift"]),
+            "TesseraCollectives", "TesseraTopology", "TesseraModels", "TesseraKernels", "TesseraFormats"]),
         .target(name: "TesseraEngine", dependencies: ["TesseraModels", "TesseraTokenizer", "TesseraParallel"],
                 swiftSettings: optimized),
         .executableTarget(name: "InferWorker", dependencies: [
@@ -55,8 +55,12 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenizerTests", dependencies: ["TesseraTokenizer", "TesseraFormats"], exclude: ["Fixtures"]),
+        .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats"]),
         .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats"]),
         .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport"]),
+        .testTarget(name: "ParallelTests", dependencies: [
+            "TesseraParallel", "TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["TesseraTestSupport", "TesseraFormats"]),
     ],
     swiftLanguageModes: [.v5]
 )

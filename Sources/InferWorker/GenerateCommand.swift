@@ -68,7 +68,11 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill] (fault drills).", visibility: .hidden))
     var fault: String?
 
+    @Option(help: "How tensor-parallel partial sums are added: rank-order (the same bits on every rank and every MPI) or mpi (MPI_Allreduce, less traffic).")
+    var tpReduction: TPReduction = .rankOrder
+
     enum OutputFormat: String, ExpressibleByArgument { case text, jsonl }
+    enum TPReduction: String, ExpressibleByArgument { case rankOrder = "rank-order", mpi }
 
     func validate() throws {
         guard (prompt == nil) != (promptsFile == nil) else { throw ValidationError("give exactly one of --prompt or --prompts-file") }

@@ -21,29 +21,42 @@ extension GenerateCommand {
         }
         let config = try ModelRegistry.config(of: source)
         let layers = try topology.layerRanges(layerCount: config.layerCount)[role.ppStage]
-        let model = try ModelRegistry.load(source, options: LoadOptions(layers: layers))
+        let model: any LanguageModel
+        var tensorParallel: TensorParallelModel? = nil
+        if let tpGroup = groups.tensorParallel, tpGroup.size > 1 {
+            let plan = try TensorParallelPlan(source: source, size: tpGroup.size)     // fails before any weight is read
+            let group = CommunicatorGroup(tpGroup, reduction: tpReduction == .mpi ? .mpi : .rankOrder)
+            tensorParallel = try TensorParallel.load(source, plan: plan, group: group, options: LoadOptions(layers: layers))
+            model = tensorParallel!
+        } else {
+            model = try ModelRegistry.load(source, options: LoadOptions(layers: layers))
+        }
         // Every rank must agree on the context: the smallest any rank can afford.
         var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context))]
-        try agreed.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .min) }
+        try agreed.withUnsafeMutableBufferPointer { try groups.decoder!.allReduce($0, op: .min) }
         let context = Int(agreed[0])
 
         let executor: any StepExecutor
         var distributed: DistributedExecutor? = nil
-        var planned = 0
+        var planned = 0, owned = 0, lookupOnly = true
         if world.size == 1 {
             touchWeights(source, label: URL(fileURLWithPath: modelPath).lastPathComponent)
             executor = try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
         } else {
-            guard topology.decoder.tensorParallel == 1 else {
-                throw GenerationError(description: "\(topology.source): tensor parallel generation is not wired yet")
-            }
             let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
                                           sequenceSlots: prompts.count, contextLength: context)
             if let f = fault.flatMap(InjectedFault.init), f.rank == world.rank { stage.fault = f }
-            planned = plannedStageBytes(source.tensors, layers: layers, isLast: stage.isLast)
+            if let tp = tensorParallel {
+                let share = tp.plannedWeights       // the head is a view only the last stage ever reads
+                planned = share.total - (stage.isLast ? 0 : share.head)
+                owned = tp.heldWeights.owned
+            } else {
+                planned = plannedStageBytes(source.tensors, layers: layers, isLast: stage.isLast)
+                lookupOnly = !stage.isLast
+            }
             guard groups.isCoordinator else {
                 try DecoderWorker.serve(groups: groups, stage: stage)
-                _ = try RankReport.gather(report(planned: planned, source: source, groups: groups), groups: groups)
+                _ = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups), groups: groups)
                 return
             }
             distributed = DistributedExecutor(groups: groups, stage: stage, sequenceSlots: prompts.count, contextLength: context)
@@ -83,7 +96,7 @@ extension GenerateCommand {
         if let distributed {
             try distributed.shutdown()
             shutDown = true
-            if let reports = try RankReport.gather(report(planned: planned, source: source, groups: groups), groups: groups) {
+            if let reports = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups), groups: groups) {
                 log(RankReport.render(reports, groups: groups, wallSeconds: stats.prefillSeconds + stats.decodeSeconds))
             }
         }
@@ -94,9 +107,14 @@ extension GenerateCommand {
         log(speedReport(stats))
     }
 
-    func report(planned: Int, source: ModelSource, groups: ProcessGroups) -> RankReport {
-        var resident = 0
-        if case .gguf(let file) = source { resident = file.residentTensorBytes ?? 0 }
+    /// Resident weights = pages of this rank's weight mappings + the slices it copied into its own memory. The
+    /// whole token-embedding table is left out where it serves only lookups (single rows read on demand), i.e.
+    /// everywhere but a pipeline-only last stage, whose tied head it is.
+    func report(planned: Int, owned: Int, lookupOnlyEmbedding: Bool, source: ModelSource, groups: ProcessGroups) -> RankReport {
+        var resident = owned
+        if case .gguf(let file) = source {
+            resident += file.residentIsolatedBytes(excluding: lookupOnlyEmbedding ? ["token_embd.weight"] : [])
+        }
         return RankReport(residentWeightBytes: resident, plannedWeightBytes: planned,
                           communicationSeconds: communicationSeconds(groups))
     }

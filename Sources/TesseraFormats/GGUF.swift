@@ -14,6 +14,7 @@ public final class GGUFFile: TensorStore {
     /// Byte offset of the tensor data section in the file.
     public let dataOffset: Int
     private let bytes: MappedBytes
+    private let regions = RegionRegistry()
     private let offsets: [String: (start: Int, count: Int)]   // absolute byte range of each tensor
 
     /// Maps and parses the file at `path`. Throws `FormatError` naming the path and what is wrong.
@@ -61,6 +62,23 @@ public final class GGUFFile: TensorStore {
     public func view(_ name: String, rows: Range<Int>) throws -> TensorView {
         let (info, base, _) = try locate(name)
         return try TensorSlicing.rows(info, base: base, rows: rows, path: path, owner: bytes)
+    }
+
+    /// Rows of a tensor (all when nil) mapped on their own, page-aligned: touching them never maps bytes of other
+    /// tensors or other ranks' slices. The file is re-opened for it; an in-memory file gives the ordinary view.
+    public func isolatedView(_ name: String, rows: Range<Int>?) throws -> TensorView {
+        let plain = try rows.map { try view(name, rows: $0) } ?? view(name)
+        guard let file = bytes.file, let base = bytes.buffer.baseAddress, let start = plain.data.baseAddress else { return plain }
+        let label = rows.map { "\(name)[\($0.lowerBound)..<\($0.upperBound)]" } ?? name
+        let region = try MappedRegion(path: file.path, offset: start - base, count: plain.data.count, name: label)
+        regions.add(region)
+        return TensorView(info: plain.info, data: region.bytes, owner: region)
+    }
+
+    /// Resident bytes of the isolated views handed out and still alive, except those named in `excluded` (a
+    /// whole tensor by its name, rows of it as `name[start..<end]`).
+    public func residentIsolatedBytes(excluding excluded: Set<String> = []) -> Int {
+        regions.residentBytes { !excluded.contains($0) }
     }
 
     private func locate(_ name: String) throws -> (TensorInfo, UnsafeRawPointer, Int) {

@@ -9,6 +9,8 @@ import Darwin
 final class MappedBytes: @unchecked Sendable {
     let buffer: UnsafeRawBufferPointer
     private let isMapped: Bool
+    /// The mapped file and its identity when mapped (nil for in-memory copies), so readers can pread the same bytes.
+    let file: (path: String, device: UInt64, inode: UInt64)?
 
     /// Maps `path` read-only. Missing path, directory, unreadable or empty file -> `FormatError`.
     init(path: String) throws {
@@ -25,6 +27,7 @@ final class MappedBytes: @unchecked Sendable {
         }
         buffer = UnsafeRawBufferPointer(start: UnsafeRawPointer(base), count: size)
         isMapped = true
+        file = (path, UInt64(st.st_dev), UInt64(st.st_ino))
     }
 
     /// A private copy of `bytes` (aligned like a mapping), for in-memory parsing.
@@ -35,6 +38,7 @@ final class MappedBytes: @unchecked Sendable {
         }
         buffer = UnsafeRawBufferPointer(start: UnsafeRawPointer(storage), count: bytes.count)
         isMapped = false
+        file = nil
     }
 
     deinit {

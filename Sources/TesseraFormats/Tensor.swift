@@ -103,4 +103,7 @@ public protocol TensorStore: AnyObject, Sendable {
     func view(_ name: String) throws -> TensorView
     /// Rows `rows` of a tensor (along its outermost dimension), mapping only those bytes.
     func view(_ name: String, rows: Range<Int>) throws -> TensorView
+    /// Rows of a tensor (all when nil) in a mapping of their own where the store can (GGUF): faults there never
+    /// bring in bytes of other tensors or of other ranks' slices. Otherwise the ordinary view.
+    func isolatedView(_ name: String, rows: Range<Int>?) throws -> TensorView
 }

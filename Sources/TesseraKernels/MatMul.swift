@@ -1,4 +1,5 @@
-// y = x·Wᵀ over a batch of activation rows, decoding each weight row once per call.
+// y = x·Wᵀ over a batch of activation rows, decoding each weight row once per call; optionally split across threads
+// and, in `.fast` mode, computed on quantized activations (FastMatMul.swift).
 
 /// Four dot products of one activation row against four weight rows; each lane equals `dot(x, wK, count:)` exactly.
 @inline(__always) func dot4(_ x: UnsafePointer<Float>, _ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>,
@@ -23,21 +24,53 @@
 }
 
 extension WeightMatrix {
-    /// Floats of scratch `matmul` needs for this matrix: four decoded rows.
+    /// Floats of scratch an `.exact` single-threaded `matmul` needs for this matrix: four decoded rows.
     public var scratchCount: Int { 4 * cols }
+
+    /// Floats of scratch `matmul` needs in `mode` on `threads` threads, for any number of activation rows:
+    /// four decoded rows per thread (`.exact`), or `ActivationRows.chunk` quantized activation rows (`.fast`).
+    public func scratchCount(mode: ComputeMode, threads: Int = 1) -> Int {
+        let exact = max(1, threads) * scratchCount
+        guard mode == .fast, let format = type.fastActivationFormat else { return exact }
+        if format == .float { return 0 }
+        return (ActivationRows.chunk * format.rowBytes(cols: cols) + ActivationRows.alignment) / 4
+    }
 }
 
 /// `y[n × rows] = x[n × cols] · Wᵀ`.
 ///
-/// Each weight row is decoded once (F32 rows are read in place) and dotted with all `n` activation rows, so a
-/// prompt of `n` tokens pays for decoding the weights once. Results do not depend on `n`.
+/// Each weight row is read once per call (`.fast`: once per `ActivationRows.chunk` activation rows) and dotted with
+/// all those rows, so a prompt pays for decoding the weights once. Results do not depend on `n` or on the thread
+/// count; in `.exact` mode not on the CPU level either.
 /// - Parameters:
 ///   - x: `n` rows of `weight.cols` floats, `xStride` apart (default `cols`).
 ///   - y: `n` rows of `weight.rows` floats, `yStride` apart (default `rows`).
-///   - scratch: `weight.scratchCount` floats.
+///   - scratch: `weight.scratchCount(mode: mode, threads: pool?.threads ?? 1)` floats.
+///   - mode: `.exact` float32 or `.fast` (quantized activations, see `ComputeMode`).
+///   - pool: threads to split the output rows across; nil runs on the caller.
 public func matmul(_ x: UnsafePointer<Float>, rows n: Int, xStride: Int? = nil, weight w: WeightMatrix,
-                   into y: UnsafeMutablePointer<Float>, yStride: Int? = nil, scratch: UnsafeMutablePointer<Float>) {
-    let cols = w.cols, xs = xStride ?? cols, ys = yStride ?? w.rows
+                   into y: UnsafeMutablePointer<Float>, yStride: Int? = nil, scratch: UnsafeMutablePointer<Float>,
+                   mode: ComputeMode = .exact, pool: ThreadPool? = nil) {
+    let xs = xStride ?? w.cols, ys = yStride ?? w.rows
+    guard n > 0 else { return }
+    if mode == .fast, fastMatmul(x, rows: n, xStride: xs, weight: w, into: y, yStride: ys, scratch: scratch, pool: pool) {
+        return
+    }
+    guard let pool, pool.threads > 1 else {
+        exactRows(0..<w.rows, x, rows: n, xStride: xs, weight: w, into: y, yStride: ys, scratch: scratch)
+        return
+    }
+    let split = RowSplit(rows: w.rows, threads: pool.threads)
+    pool.run(tasks: split.tasks) { task, worker in
+        exactRows(split.range(task), x, rows: n, xStride: xs, weight: w, into: y, yStride: ys,
+                  scratch: scratch + worker &* w.scratchCount)
+    }
+}
+
+/// Output rows `range` of an exact product; `scratch` holds four decoded rows.
+func exactRows(_ range: Range<Int>, _ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, weight w: WeightMatrix,
+               into y: UnsafeMutablePointer<Float>, yStride ys: Int, scratch: UnsafeMutablePointer<Float>) {
+    let cols = w.cols
     let direct = w.floats
     @inline(__always) func row(_ r: Int, slot: Int) -> UnsafePointer<Float> {
         if let direct { return direct + r &* cols }
@@ -45,8 +78,8 @@ public func matmul(_ x: UnsafePointer<Float>, rows n: Int, xStride: Int? = nil, 
         w.dequantizeRow(r, into: dst)
         return UnsafePointer(dst)
     }
-    var r = 0
-    while r &+ 4 <= w.rows {
+    var r = range.lowerBound
+    while r &+ 4 <= range.upperBound {
         let w0 = row(r, slot: 0), w1 = row(r &+ 1, slot: 1), w2 = row(r &+ 2, slot: 2), w3 = row(r &+ 3, slot: 3)
         for i in 0..<n {
             let d = dot4(x + i &* xs, w0, w1, w2, w3, count: cols)
@@ -55,9 +88,25 @@ public func matmul(_ x: UnsafePointer<Float>, rows n: Int, xStride: Int? = nil, 
         }
         r &+= 4
     }
-    while r < w.rows {
+    while r < range.upperBound {
         let w0 = row(r, slot: 0)
         for i in 0..<n { y[i &* ys &+ r] = dot(x + i &* xs, w0, count: cols) }
         r &+= 1
     }
+}
+
+/// Output rows cut into up to four tasks per thread, each a multiple of 16 rows (the last takes the rest).
+struct RowSplit {
+    let rows: Int
+    let chunk: Int
+    let tasks: Int
+
+    init(rows: Int, threads: Int) {
+        self.rows = rows
+        let target = max(1, threads * 4)
+        chunk = max(16, (rows + target - 1) / target + 15) & ~15
+        tasks = (rows + chunk - 1) / chunk
+    }
+
+    func range(_ task: Int) -> Range<Int> { (task * chunk)..<min(rows, (task + 1) * chunk) }
 }

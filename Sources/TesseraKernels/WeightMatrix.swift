@@ -2,7 +2,7 @@
 import TesseraFormats
 
 /// `rows × cols` weights (a Linear weight is `[outFeatures, inFeatures]`), stored row-major in `type`'s encoding.
-/// The bytes are not copied: the matrix is valid as long as the store that produced its view is alive.
+/// The bytes are not copied: a matrix made from a view keeps the view's owner (its mapping) alive.
 public struct WeightMatrix: @unchecked Sendable {
     public let name: String
     public let type: GGMLType
@@ -12,6 +12,10 @@ public struct WeightMatrix: @unchecked Sendable {
     public let rowBytes: Int
     /// `rows × rowBytes` bytes.
     public let base: UnsafeRawPointer
+    /// The rows repacked for `.fast` products (see `prepared(for:)`), or nil.
+    public let packed: PackedRows?
+    /// What keeps `base` valid (the view's mapping), held as long as the matrix is.
+    public let owner: AnyObject?
 
     /// Wraps a 1-D (one row) or 2-D tensor view.
     public init(_ view: TensorView) throws {
@@ -20,11 +24,12 @@ public struct WeightMatrix: @unchecked Sendable {
             throw KernelError(tensor: view.info.name, reason: "expected a 1-D or 2-D tensor, found shape \(shape)")
         }
         try self.init(name: view.info.name, type: view.info.type, rows: shape.count == 2 ? shape[0] : 1,
-                      cols: shape[shape.count - 1], data: view.data)
+                      cols: shape[shape.count - 1], data: view.data, owner: view.owner)
     }
 
     /// Wraps raw encoded bytes; throws if a row is not a whole number of blocks or the bytes are too few.
-    public init(name: String, type: GGMLType, rows: Int, cols: Int, data: UnsafeRawBufferPointer) throws {
+    public init(name: String, type: GGMLType, rows: Int, cols: Int, data: UnsafeRawBufferPointer,
+                owner: AnyObject? = nil) throws {
         guard rows > 0, cols > 0 else {
             throw KernelError(tensor: name, reason: "empty matrix \(rows)x\(cols)")
         }
@@ -36,7 +41,19 @@ public struct WeightMatrix: @unchecked Sendable {
             throw KernelError(tensor: name, reason: "\(data.count) bytes, \(rows)x\(cols) \(type) needs \(rows &* rowBytes)")
         }
         self.name = name; self.type = type; self.rows = rows; self.cols = cols
-        self.rowBytes = rowBytes; self.base = address
+        self.rowBytes = rowBytes; self.base = address; packed = nil; self.owner = owner
+    }
+
+    private init(_ w: WeightMatrix, packed: PackedRows?) {
+        name = w.name; type = w.type; rows = w.rows; cols = w.cols; rowBytes = w.rowBytes; base = w.base
+        self.packed = packed; owner = w.owner
+    }
+
+    /// This matrix ready for products in `mode`. In `.fast` mode a Q4_0, Q4_1 or Q8_0 matrix of 16 rows or more also
+    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once); otherwise `self`.
+    public func prepared(for mode: ComputeMode) -> WeightMatrix {
+        guard mode == .fast, packed == nil, let rows = PackedRows(self) else { return self }
+        return WeightMatrix(self, packed: rows)
     }
 
     /// Encoded bytes of row `r`.

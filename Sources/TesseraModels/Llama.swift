@@ -52,6 +52,8 @@ public final class LlamaModel: LanguageModel {
     /// Keeps the mapped weights alive.
     let store: (any TensorStore)?
     let workspace: Workspace
+    /// Arithmetic of the element-wise steps (the linears carry their own `ComputeOptions`).
+    let mode: ComputeMode
 
     public var vocabularySize: Int { config.vocabularySize }
     public var hiddenSize: Int { config.hiddenSize }
@@ -73,6 +75,7 @@ public final class LlamaModel: LanguageModel {
         self.config = config; self.embedding = embedding; self.blocks = blocks; self.norm = norm
         self.head = head; self.rope = rope; self.store = store
         workspace = Workspace(maxTokens: options.maxBatchTokens, config: config)
+        mode = options.compute.mode
         if let error = fitLayout() { throw error }
     }
 
@@ -184,7 +187,7 @@ public final class LlamaModel: LanguageModel {
                 query: ws.q + i * qDim, keys: cache.keys(layer: l, sequence: s) + first * kvDim,
                 values: cache.values(layer: l, sequence: s) + first * kvDim, length: p - first + 1,
                 kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
-                scores: ws.scores, output: ws.attn + i * qDim)
+                scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
         }
         att.o(ws.attn, rows: n, into: ws.xb, scratch: ws.rowScratch)
         add(ws.xb, into: x, count: n * hidden)
@@ -198,7 +201,7 @@ public final class LlamaModel: LanguageModel {
         }
         mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
         mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
-        siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize)
+        siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize, mode: mode)
         mlp.down(ws.gate, rows: n, into: ws.xb, scratch: ws.rowScratch)
         add(ws.xb, into: x, count: n * hidden)
     }

@@ -35,13 +35,15 @@ public enum WeightNaming: Sendable {
 struct WeightLoader {
     let store: any TensorStore
     let file: String
+    /// How the linears it builds compute.
+    var compute: ComputeOptions = .exact
 
     func has(_ name: String) -> Bool { store.tensorInfos[name] != nil }
 
     func view(_ name: String, shape: [Int]) throws -> TensorView {
         guard let info = store.tensorInfos[name] else { throw ModelError.missingTensor(file: file, tensor: name) }
         guard info.shape == shape else { throw ModelError.shapeMismatch(tensor: name, expected: shape, found: info.shape) }
-        return try store.view(name)
+        return try store.isolatedView(name, rows: nil)
     }
 
     /// A `[rows × cols]` matrix in place.
@@ -69,7 +71,7 @@ struct WeightLoader {
 
     func linear(_ name: String, rows: Int, cols: Int, bias: String? = nil) throws -> DenseLinear {
         DenseLinear(weight: try matrix(name, rows: rows, cols: cols),
-                    bias: try bias.map { try vector($0, count: rows) })
+                    bias: try bias.map { try vector($0, count: rows) }, compute: compute)
     }
 }
 
@@ -91,12 +93,12 @@ extension LlamaModel {
     /// Builds the model from `store`'s tensors named by `naming`, checking every shape against `config`.
     public convenience init(config c: LlamaConfig, store: any TensorStore, naming: WeightNaming, file: String,
                             options: LoadOptions = LoadOptions()) throws {
-        let w = WeightLoader(store: store, file: file)
+        let w = WeightLoader(store: store, file: file, compute: options.compute)
         // a tied checkpoint may store only the output head (its metadata aliasing the embedding to it)
         let embeddingName = !w.has(naming.embedding) && c.tieWordEmbeddings && w.has(naming.output)
             ? naming.output : naming.embedding
         let embedding = try w.matrix(embeddingName, rows: c.vocabularySize, cols: c.hiddenSize)
-        let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding)
+        let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding, compute: options.compute)
             : try w.linear(naming.output, rows: c.vocabularySize, cols: c.hiddenSize)
         var blocks: [LlamaBlock] = []
         for l in options.layers ?? 0..<c.layerCount {

@@ -16,8 +16,10 @@ public struct LoadOptions: Sendable {
     public var maxBatchTokens: Int
     /// The layers to build (a pipeline stage's range); nil builds all. Other layers' weights are never touched.
     public var layers: Range<Int>?
-    public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil) {
-        self.maxBatchTokens = maxBatchTokens; self.layers = layers
+    /// Arithmetic (exact float32 or fast quantized activations) and threads of the model's products.
+    public var compute: ComputeOptions
+    public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil, compute: ComputeOptions = .exact) {
+        self.maxBatchTokens = maxBatchTokens; self.layers = layers; self.compute = compute
     }
 }
 

@@ -95,7 +95,8 @@ final class GenerateCLITests: XCTestCase {
             guard let want = try reference(name).perplexity else { XCTFail("\(name): no reference perplexity"); continue }
             let r = try runProcess(Repo.executable("infer-worker"), ["perplexity", "--model", model, "--file", text])
             XCTAssertEqual(r.status, 0, "\(r)")
-            let got = Double(r.stdout.split(separator: " ")[1])!
+            let fields = r.stdout.split(separator: " ")
+            guard fields.count > 1, let got = Double(fields[1]) else { XCTFail("\(name): no perplexity in \(r)"); continue }
             XCTAssertEqual(got, want, accuracy: want * 0.001, "\(name): \(r.stdout)")
         }
     }

@@ -1,0 +1,158 @@
+// Attention of one query position over cached keys and values (the fast path): FMA dot products, a vectorised
+// softmax and the weighted value sum kept in registers, per level. Same contract as TesseraKernels.attention.
+#include "internal.h"
+#include <math.h>
+#if TK_X86
+#include <immintrin.h>
+#include "vexp.h"
+#endif
+
+// MARK: - Portable
+
+static void head_portable(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
+                          int64_t hd, float scale, float *p, float *out) {
+    float peak = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < length; j++) {
+        float s = 0;
+        for (int64_t d = 0; d < hd; d++) s += q[d] * k[j * stride + d];
+        p[j] = s * scale;
+        peak = p[j] > peak ? p[j] : peak;
+    }
+    for (int64_t j = 0; j < length; j++) { p[j] = expf(p[j] - peak); sum += p[j]; }
+    for (int64_t d = 0; d < hd; d++) out[d] = 0;
+    for (int64_t j = 0; j < length; j++) {
+        const float w = p[j] / sum;
+        for (int64_t d = 0; d < hd; d++) out[d] += w * v[j * stride + d];
+    }
+}
+
+#if TK_X86
+
+// MARK: - AVX-512
+
+TK_INLINE TK_AVX512 __mmask16 mask16(int64_t rest) {
+    return rest >= 16 ? (__mmask16)0xFFFF : rest <= 0 ? 0 : (__mmask16)((1u << rest) - 1);
+}
+
+static TK_AVX512 void head_avx512(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
+                                  int64_t hd, float scale, float *p, float *out) {
+    __m512 peak = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < length; j++) {
+        const float *kj = k + j * stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int64_t d = 0;
+        for (; d + 32 <= hd; d += 32) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(kj + d), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16), _mm512_loadu_ps(kj + d + 16), a1);
+        }
+        for (; d < hd; d += 16) {
+            const __mmask16 m = mask16(hd - d);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), _mm512_maskz_loadu_ps(m, kj + d), a0);
+        }
+        p[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * scale;
+    }
+    for (int64_t j = 0; j < length; j += 16) peak = _mm512_max_ps(peak, _mm512_mask_loadu_ps(peak, mask16(length - j), p + j));
+    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(peak));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < length; j += 16) {
+        const __mmask16 m = mask16(length - j);
+        const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p + j), top)));
+        _mm512_mask_storeu_ps(p + j, m, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int64_t d0 = 0; d0 < hd; d0 += 64) {   // 64 output values at a time in four registers
+        const __mmask16 m0 = mask16(hd - d0), m1 = mask16(hd - d0 - 16), m2 = mask16(hd - d0 - 32), m3 = mask16(hd - d0 - 48);
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t j = 0; j < length; j++) {
+            const __m512 w = _mm512_set1_ps(p[j]);
+            const float *vj = v + j * stride + d0;
+            c0 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m0, vj), c0);
+            if (hd - d0 > 16) c1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m1, vj + 16), c1);
+            if (hd - d0 > 32) c2 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m2, vj + 32), c2);
+            if (hd - d0 > 48) c3 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m3, vj + 48), c3);
+        }
+        _mm512_mask_storeu_ps(out + d0, m0, _mm512_mul_ps(c0, inv));
+        if (hd - d0 > 16) _mm512_mask_storeu_ps(out + d0 + 16, m1, _mm512_mul_ps(c1, inv));
+        if (hd - d0 > 32) _mm512_mask_storeu_ps(out + d0 + 32, m2, _mm512_mul_ps(c2, inv));
+        if (hd - d0 > 48) _mm512_mask_storeu_ps(out + d0 + 48, m3, _mm512_mul_ps(c3, inv));
+    }
+}
+
+// MARK: - AVX2
+
+TK_INLINE TK_AVX2 __m256i mask8(int64_t rest) {
+    const int32_t r = rest >= 8 ? 8 : (int32_t)rest;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+TK_INLINE TK_AVX2 float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+static TK_AVX2 void head_avx2(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
+                              int64_t hd, float scale, float *p, float *out) {
+    float peak = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < length; j++) {
+        const float *kj = k + j * stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t d = 0;
+        for (; d + 16 <= hd; d += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kj + d + 8), a1);
+        }
+        for (; d < hd; d += 8) {
+            const __m256i m = mask8(hd - d);
+            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(q + d, m), _mm256_maskload_ps(kj + d, m), a0);
+        }
+        p[j] = hsum8(_mm256_add_ps(a0, a1)) * scale;
+        peak = p[j] > peak ? p[j] : peak;
+    }
+    int64_t j = 0;
+    for (; j + 8 <= length; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(peak)));
+        _mm256_storeu_ps(p + j, e);
+        sum += hsum8(e);
+    }
+    for (; j < length; j++) { p[j] = expf(p[j] - peak); sum += p[j]; }
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (int64_t d0 = 0; d0 < hd; d0 += 32) {   // 32 output values at a time in four registers
+        const __m256i m0 = mask8(hd - d0), m1 = mask8(hd - d0 - 8), m2 = mask8(hd - d0 - 16), m3 = mask8(hd - d0 - 24);
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t i = 0; i < length; i++) {
+            const __m256 w = _mm256_set1_ps(p[i]);
+            const float *vi = v + i * stride + d0;
+            c0 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi, m0), c0);
+            if (hd - d0 > 8) c1 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 8, m1), c1);
+            if (hd - d0 > 16) c2 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 16, m2), c2);
+            if (hd - d0 > 24) c3 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 24, m3), c3);
+        }
+        _mm256_maskstore_ps(out + d0, m0, _mm256_mul_ps(c0, inv));
+        if (hd - d0 > 8) _mm256_maskstore_ps(out + d0 + 8, m1, _mm256_mul_ps(c1, inv));
+        if (hd - d0 > 16) _mm256_maskstore_ps(out + d0 + 16, m2, _mm256_mul_ps(c2, inv));
+        if (hd - d0 > 24) _mm256_maskstore_ps(out + d0 + 24, m3, _mm256_mul_ps(c3, inv));
+    }
+}
+#endif
+
+void tk_attention(const float *query, const float *keys, const float *values, int64_t length, int64_t kv_stride,
+                  int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores, float *output) {
+    if (length <= 0 || heads <= 0 || kv_heads <= 0 || head_dim <= 0) return;
+    void (*head)(const float *, const float *, const float *, int64_t, int64_t, int64_t, float, float *, float *) =
+        head_portable;
+#if TK_X86
+    switch (tk_cpu_level()) {
+    case TK_LEVEL_AVX512: head = head_avx512; break;
+    case TK_LEVEL_AVX2: head = head_avx2; break;
+    default: break;
+    }
+#endif
+    const int32_t group = heads / kv_heads;
+    for (int32_t h = 0; h < heads; h++) {
+        const int64_t offset = (int64_t)(h / group) * head_dim;
+        head(query + (int64_t)h * head_dim, keys + offset, values + offset, length, kv_stride, head_dim, scale, scores,
+             output + (int64_t)h * head_dim);
+    }
+}

@@ -1,0 +1,103 @@
+// Q4_K and Q6_K weights × Q8_K activations in 256-bit integer arithmetic, included by the AVX2 and AVX-512 files.
+// The includer defines KQ_TARGET (function attribute), KQ(name) (name suffix) and KQ_MADD_ADD(acc, p16, s16)
+// (acc + pairwise s16 products as s32). Integer block sums are exact; the per-block float formula is the portable one,
+// so results are bit-identical to the portable level. Tiles are one weight row × NR activation rows.
+
+TK_INLINE KQ_TARGET int32_t KQ(hsum_i32)(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+TK_INLINE KQ_TARGET void KQ(q4_K_tile)(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR) {
+    const int64_t cols = a->cols, nb = cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *w = TK_WROW(a, r, m);
+        const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
+        float acc[4] = {0, 0, 0, 0};
+        for (int k = 0; k < NR; k++) {
+            q[k] = (const int8_t *)TK_XROW(a, i, k);
+            d[k] = tk_q8_K_d(q[k], cols); bs[k] = tk_q8_K_bsums(q[k], cols);
+        }
+        for (int64_t b = 0; b < nb; b++, w += TK_Q4_K_BYTES) {   // d(0) dmin(2) scales(4..16) qs(16..144)
+            for (int o = 0; o < TK_Q4_K_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
+            uint8_t sc[8], mn[8];
+            for (int j = 0; j < 8; j++) tk_q4_K_scale_min(w + 4, j, &sc[j], &mn[j]);
+            const __m256i mins = _mm256_setr_epi16(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3],
+                                                   mn[4], mn[4], mn[5], mn[5], mn[6], mn[6], mn[7], mn[7]);
+            __m256i isum[4];
+            for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            for (int g = 0; g < 4; g++) {   // 64 elements: low nibbles sub-block 2g, high nibbles 2g + 1
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * g));
+                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                const __m256i slo = _mm256_set1_epi16(sc[2 * g]), shi = _mm256_set1_epi16(sc[2 * g + 1]);
+                for (int k = 0; k < NR; k++) {
+                    const int8_t *qa = q[k] + 256 * b + 64 * g;
+                    const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qa));
+                    const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qa + 32)));
+                    isum[k] = KQ_MADD_ADD(isum[k], pl, slo);
+                    isum[k] = KQ_MADD_ADD(isum[k], ph, shi);
+                }
+            }
+            const float dw = tk_half_at(w), dmin = tk_half_at(w + 2);
+            for (int k = 0; k < NR; k++) {
+                const int32_t is = KQ(hsum_i32)(isum[k]);
+                const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
+                const int32_t im = KQ(hsum_i32)(_mm256_madd_epi16(mins, bsv));
+                acc[k] += (dw * d[k][b]) * (float)is;
+                acc[k] -= (dmin * d[k][b]) * (float)im;
+            }
+        }
+        for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = acc[k];
+    }
+}
+
+TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR) {
+    const int64_t cols = a->cols, nb = cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *w = TK_WROW(a, r, m);
+        const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
+        float acc[4] = {0, 0, 0, 0};
+        for (int k = 0; k < NR; k++) {
+            q[k] = (const int8_t *)TK_XROW(a, i, k);
+            d[k] = tk_q8_K_d(q[k], cols); bs[k] = tk_q8_K_bsums(q[k], cols);
+        }
+        for (int64_t b = 0; b < nb; b++, w += TK_Q6_K_BYTES) {   // ql(0..128) qh(128..192) scales(192..208) d(208)
+            for (int o = 0; o < TK_Q6_K_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
+            const int8_t *scales = (const int8_t *)(w + 192);
+            __m256i isum[4];
+            for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {   // elements 128h + 32c + l, c = 0..3
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+                __m256i qc[4];
+                qc[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                qc[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                qc[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+                qc[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                for (int c = 0; c < 4; c++) {
+                    const int s = 8 * h + 2 * c;   // scales of elements 0..15 and 16..31 of this chunk
+                    const __m256i sv = _mm256_setr_m128i(_mm_set1_epi16(scales[s]), _mm_set1_epi16(scales[s + 1]));
+                    for (int k = 0; k < NR; k++) {
+                        const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 256 * b + 128 * h + 32 * c));
+                        isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(qc[c], av), sv);
+                    }
+                }
+            }
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+            const float dw = tk_half_at(w + 208);
+            for (int k = 0; k < NR; k++) {
+                const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
+                const int32_t corr = KQ(hsum_i32)(_mm256_madd_epi16(sc16, bsv));
+                const int32_t is = KQ(hsum_i32)(isum[k]) - 32 * corr;
+                acc[k] += (dw * d[k][b]) * (float)is;
+            }
+        }
+        for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = acc[k];
+    }
+}

@@ -1,0 +1,72 @@
+// The `.fast` product: quantize the activation rows once, then run the C tile kernels over row ranges.
+import CTesseraKernels
+
+/// Where quantized activation rows go in a product's scratch.
+public enum ActivationRows {
+    /// Activation rows a `.fast` product quantizes and multiplies at a time (its scratch holds this many).
+    public static let chunk = 64
+    /// Byte alignment of the first row (rows are a multiple of 64 bytes long).
+    static let alignment = 64
+
+    static func aligned(_ scratch: UnsafeMutablePointer<Float>) -> UnsafeMutableRawPointer {
+        let address = Int(bitPattern: scratch)
+        return UnsafeMutableRawPointer(scratch) + ((alignment - address % alignment) % alignment)
+    }
+}
+
+/// The `.fast` product; false (nothing written) when the weight type has no fast kernel.
+func fastMatmul(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, weight w: WeightMatrix,
+                into y: UnsafeMutablePointer<Float>, yStride ys: Int, scratch: UnsafeMutablePointer<Float>,
+                pool: ThreadPool?) -> Bool {
+    guard let format = w.type.fastActivationFormat else { return false }
+    if format == .float {
+        run(weight: w, activations: UnsafeRawPointer(x), stride: 4 &* xs, rows: n, into: y, yStride: ys, pool: pool)
+        return true
+    }
+    let dst = ActivationRows.aligned(scratch), stride = format.rowBytes(cols: w.cols)
+    var start = 0
+    while start < n {
+        let count = min(ActivationRows.chunk, n - start)
+        quantize(x + start &* xs, rows: count, xStride: xs, cols: w.cols, format: format, into: dst, stride: stride,
+                 pool: pool)
+        run(weight: w, activations: UnsafeRawPointer(dst), stride: stride, rows: count, into: y + start &* ys,
+            yStride: ys, pool: pool)
+        start &+= count
+    }
+    return true
+}
+
+/// Quantizes activation rows, in slices across the pool when there are enough of them.
+private func quantize(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, cols: Int, format: ActivationFormat,
+                      into dst: UnsafeMutableRawPointer, stride: Int, pool: ThreadPool?) {
+    guard let pool, pool.threads > 1, n >= 4 * pool.threads else {
+        format.quantize(x, rows: n, cols: cols, xStride: xs, into: dst, rowStride: stride)
+        return
+    }
+    let per = (n + pool.threads - 1) / pool.threads
+    pool.run(tasks: pool.threads) { t, _ in
+        let lo = t * per, count = min(n, lo + per) - lo
+        guard count > 0 else { return }
+        format.quantize(x + lo &* xs, rows: count, cols: cols, xStride: xs, into: dst + lo &* stride, rowStride: stride)
+    }
+}
+
+/// All output rows of `n` prepared activation rows through the C kernels (packed rows where the matrix has them),
+/// split across the pool in ranges of whole 16-row groups.
+private func run(weight w: WeightMatrix, activations: UnsafeRawPointer, stride: Int, rows n: Int,
+                 into y: UnsafeMutablePointer<Float>, yStride ys: Int, pool: ThreadPool?) {
+    var args = tk_matmul_args(type: w.type.rawValue, weights: w.base, row_bytes: w.rowBytes, cols: Int64(w.cols),
+                              x: activations, x_stride: stride, n: Int64(n), y: y, y_stride: Int64(ys),
+                              packed: w.packed.map { UnsafeRawPointer($0.base) }, packed_rows: Int64(w.packed?.rows ?? 0))
+    guard let pool, pool.threads > 1 else {
+        _ = tk_matmul(&args, 0, Int64(w.rows))
+        return
+    }
+    let split = RowSplit(rows: w.rows, threads: pool.threads)
+    withUnsafePointer(to: &args) { a in
+        pool.run(tasks: split.tasks) { task, _ in
+            let range = split.range(task)
+            _ = tk_matmul(a, Int64(range.lowerBound), Int64(range.upperBound))
+        }
+    }
+}

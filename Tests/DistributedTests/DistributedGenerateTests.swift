@@ -1,0 +1,160 @@
+import Foundation
+import TesseraTestSupport
+import XCTest
+
+/// Every shipped decoder topology up to 8 ranks, under real mpirun (oversubscribed), must compute what one rank
+/// computes: identical greedy ids, last-prompt-position logits within 1e-4 relative, identical seeded samples.
+final class DistributedGenerateTests: XCTestCase {
+    static let topologies = ["tp2", "tp4", "tp8", "pp2", "pp4", "tp2-pp2", "tp2-pp4", "tp4-pp2"]
+
+    struct Run {
+        let ids: [[Int]]
+        let stopReasons: [String]
+        let logits: [Float]
+        let stderr: String
+    }
+
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-dist-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func prompts(_ reference: String) throws -> [String] {
+        let url = Repo.shared.appendingPathComponent("reference/\(reference).json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        return (json["cases"] as! [[String: Any]]).map { $0["prompt"] as! String }
+    }
+
+    /// Runs `generate` over `prompts` as one batch (through launch/tessera when a topology is given).
+    func generate(_ model: String, _ prompts: [String], topology: String?, maxTokens: Int,
+                  sampling: [String] = ["--temperature", "0"], extra: [String] = []) throws -> Run {
+        let file = dir.appendingPathComponent("prompts-\(UUID().uuidString).txt")
+        try Data(prompts.joined(separator: "\n").utf8).write(to: file)
+        let logitsFile = dir.appendingPathComponent("logits-\(UUID().uuidString).f32")
+        let args = ["--model", model, "--prompts-file", file.path, "--max-tokens", "\(maxTokens)", "--format", "jsonl",
+                    "--prompt-logits", logitsFile.path] + sampling + extra
+        let result = topology.map { try? launch(topology: "topologies/\($0).yaml", "generate", args, timeout: 600) }
+            ?? (try? runProcess(Repo.executable("infer-worker"), ["generate"] + args, timeout: 600))
+        guard let result else { throw XCTSkip("could not start infer-worker") }
+        XCTAssertEqual(result.status, 0, "\(topology ?? "single"): \(result)")
+        let objects = result.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let data = (try? Data(contentsOf: logitsFile)) ?? Data()
+        let logits = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        return Run(ids: objects.map { $0["ids"] as? [Int] ?? [] }, stopReasons: objects.map { $0["stop_reason"] as? String ?? "" },
+                   logits: logits, stderr: result.stderr)
+    }
+
+    /// max |a - b| / max |a| per prompt row.
+    func relativeError(_ a: [Float], _ b: [Float], rows: Int) -> Float {
+        guard a.count == b.count, rows > 0, a.count % rows == 0 else { return .infinity }
+        let width = a.count / rows
+        var worst: Float = 0
+        for r in 0..<rows {
+            let x = a[r * width ..< (r + 1) * width], y = b[r * width ..< (r + 1) * width]
+            let scale = x.map(abs).max() ?? 1
+            let diff = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            worst = max(worst, diff / max(scale, 1e-6))
+        }
+        return worst
+    }
+
+    func checkEveryTopology(model: String, reference: String, maxTokens: Int, layers: Int) throws {
+        let texts = try prompts(reference)
+        let single = try generate(model, texts, topology: nil, maxTokens: maxTokens)
+        let seeded = ["--temperature", "0.8", "--seed", "42", "--top-k", "0", "--top-p", "1", "--min-p", "0"]
+        let singleSampled = try generate(model, texts, topology: nil, maxTokens: maxTokens, sampling: seeded)
+        XCTAssertEqual(single.ids.count, texts.count)
+        for topology in Self.topologies {
+            if let stages = Int(topology.split(separator: "-").first { $0.hasPrefix("pp") }?.dropFirst(2) ?? "1"), stages > layers {
+                // more stages than layers: refused on every rank before loading
+                let r = try launch(topology: "topologies/\(topology).yaml", "generate", ["--model", model, "--prompt", "hi"], timeout: 60)
+                XCTAssertNotEqual(r.status, 0, "\(r)")
+                XCTAssertTrue(r.stderr.contains("\(stages) stages need at least \(stages) layers; the model has \(layers)"), "\(r)")
+                continue
+            }
+            let run = try generate(model, texts, topology: topology, maxTokens: maxTokens)
+            XCTAssertEqual(run.ids, single.ids, "\(reference) greedy ids on \(topology)")
+            let error = relativeError(single.logits, run.logits, rows: texts.count)
+            XCTAssertLessThanOrEqual(error, 1e-4, "\(reference) logits on \(topology): relative error \(error)")
+            let sampled = try generate(model, texts, topology: topology, maxTokens: maxTokens, sampling: seeded)
+            XCTAssertEqual(sampled.ids, singleSampled.ids, "\(reference) seeded sampling on \(topology)")
+        }
+    }
+
+    func testStories260KOnEveryTopology() throws {
+        try checkEveryTopology(model: Repo.shared.appendingPathComponent("models/stories260K/gguf/stories260K-f32.gguf").path,
+                               reference: "stories260K", maxTokens: 24, layers: 5)
+    }
+
+    func testTinyStories656KOnEveryTopology() throws {
+        try checkEveryTopology(model: Repo.shared.appendingPathComponent("models/tinystories-656k").path,
+                               reference: "tinystories-656k", maxTokens: 24, layers: 2)
+    }
+
+    func testSmolLM2OnEveryTopology() throws {
+        try checkEveryTopology(model: Repo.defaultModel.path, reference: "smollm2-135m-instruct-q4_1", maxTokens: 16, layers: 30)
+    }
+
+    /// Four prompts of different lengths in one tp2-pp2 batch give each prompt's single-prompt output.
+    func testBatchOfFourThroughTP2PP2MatchesSinglePrompts() throws {
+        let model = Repo.shared.appendingPathComponent("models/tinystories-656k").path
+        let texts = ["Once upon a time", "Lily wanted to", "The little dog ran to the park and saw a big red ball", "Tom"]
+        let batch = try generate(model, texts, topology: "tp2-pp2", maxTokens: 20)
+        for (i, text) in texts.enumerated() {
+            let alone = try generate(model, [text], topology: nil, maxTokens: 20)
+            XCTAssertEqual(batch.ids[i], alone.ids.first ?? [], "prompt \(i): \(text)")
+        }
+    }
+
+    /// Each rank holds about its share of the weights: resident bytes within 10% of the plan's share.
+    func testPerRankWeightMemoryIsThePlannedShare() throws {
+        for topology in ["pp4", "tp4", "tp2-pp2"] {
+            let run = try generate(Repo.defaultModel.path, ["Once upon a time"], topology: topology, maxTokens: 4)
+            let rows = run.stderr.split(separator: "\n").filter { $0.contains(" / ") && $0.contains("stage") }
+            XCTAssertEqual(rows.count, 4, "\(topology): \(run.stderr)")
+            for row in rows {
+                let numbers = row.split(separator: " ").compactMap { Double($0) }
+                guard numbers.count >= 3 else { XCTFail("unparsable: \(row)"); continue }
+                let resident = numbers[numbers.count - 3], planned = numbers[numbers.count - 2]
+                XCTAssertEqual(resident, planned, accuracy: planned * 0.10, "\(topology): \(row)")
+            }
+        }
+    }
+}
+
+/// A failing rank brings the whole job down within 10 s, naming it; bad plans fail before loading.
+final class DistributedFaultTests: XCTestCase {
+    func run(_ topology: String, _ extra: [String]) throws -> ProcessResult {
+        try launch(topology: "topologies/\(topology).yaml", "generate",
+                   ["--model", Repo.defaultModel.path, "--prompt", "Once upon a time", "--max-tokens", "64",
+                    "--temperature", "0"] + extra, timeout: 60)
+    }
+
+    func testRankThatThrowsMidGeneration() throws {
+        for (topology, rank) in [("pp4", 2), ("tp2-pp2", 3), ("tp2-pp2", 0)] {
+            let r = try run(topology, ["--fault", "\(rank):5:throw"])
+            XCTAssertNotEqual(r.status, 0, "\(r)")
+            XCTAssertLessThan(r.seconds, 10, "\(r)")
+            XCTAssertTrue(r.stderr.contains("tessera: rank \(rank) ("), "\(r)")
+            XCTAssertTrue(r.stderr.contains("injected fault at step 5"), "\(r)")
+        }
+    }
+
+    func testRankThatIsKilledMidGeneration() throws {
+        let r = try run("pp4", ["--fault", "3:5:kill"])
+        XCTAssertNotEqual(r.status, 0, "\(r)")
+        XCTAssertLessThan(r.seconds, 10, "\(r)")
+        XCTAssertTrue(r.stderr.contains("rank 3"), "\(r)")
+    }
+
+    func testWorldSizeMismatchFailsBeforeLoading() throws {
+        let file = Repo.root.appendingPathComponent("topologies/tp2-pp4.yaml").path
+        let r = try launch(ranks: 4, "generate", ["--topology", file, "--prompt", "hi", "--max-tokens", "4"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0, "\(r)")
+        XCTAssertTrue(r.stderr.contains("world_size is 8 but the job has 4 ranks"), "\(r)")
+    }
+}
