@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats"], exclude: ["Fixtures"]),
         .testTarget(name: "TokenizerTests", dependencies: ["TesseraTokenizer", "TesseraFormats"], exclude: ["Fixtures"]),
-        .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats"]),
+        .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats", "TesseraModels"]),
         .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats"]),
         .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport"]),
         .testTarget(name: "ParallelTests", dependencies: [

@@ -9,9 +9,11 @@ struct ParallelBench: ParsableCommand {
         commandName: "parallel", abstract: "Decode/prompt speed, per-rank memory and communication share per topology.")
 
     @Option(help: "Model file or folder (default: the default model).") var model: String?
-    @Option(help: "Comma-separated topology names from topologies/ (tp1 = one rank).") var topologies = "tp1,tp2,pp2"
-    @Option(help: "Extra infer-worker arguments per topology, as NAME=ARGS;... (e.g. 'tp1=--threads 2').")
+    @Option(help: "Comma-separated topology names from topologies/ (tp1 = one rank); NAMExK runs it with K threads per rank.")
+    var topologies = "tp1x2,tp2,pp2"
+    @Option(help: "Extra infer-worker arguments per entry, as NAME=ARGS;... (e.g. 'tp2=--tp-reduction mpi').")
     var extra: String = ""
+    @Flag(help: "Use the fast quantized-activation kernels (infer-worker --fast) in every run.") var fast = false
     @Option(help: "Approximate prompt length in tokens.") var promptTokens = 64
     @Option(help: "Tokens to generate per run.") var genTokens = 32
     @Option(help: "Runs per topology (median reported).") var runs = 3
@@ -30,14 +32,17 @@ struct ParallelBench: ParsableCommand {
         let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "children", "watch"]
         let prompt = (0..<max(1, promptTokens * 3 / 4)).map { words[$0 % words.count] }.joined(separator: " ")
         var samples: [String: [Sample]] = [:]
-        print("infer-bench parallel: model \(model ?? "default"), ~\(promptTokens)-token prompt, \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
+        print("infer-bench parallel: model \(model ?? "default"), \(fast ? "fast" : "exact") products, ~\(promptTokens)-token prompt, \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
         for r in 0..<runs {
             for name in (r % 2 == 0 ? names : names.reversed()) {
-                let topology = root.appendingPathComponent("topologies/\(name).yaml").path
+                let (file, threads) = Self.entry(name)
+                let topology = root.appendingPathComponent("topologies/\(file).yaml").path
                 guard FileManager.default.fileExists(atPath: topology) else { throw ValidationError("no topology \(topology)") }
                 var args = ["--topology", topology, "generate", "--prompt", prompt, "--max-tokens", "\(genTokens)",
-                            "--temperature", "0", "--ignore-eos", "--format", "jsonl"] + (extras[name] ?? [])
+                            "--temperature", "0", "--ignore-eos", "--format", "jsonl", "--threads", "\(threads)"]
+                    + (extras[name] ?? [])
                 if let model { args += ["--model", model] }
+                if fast { args.append("--fast") }
                 let (status, stderr) = try runLauncher(root: root, args)
                 guard status == 0 else { throw ValidationError("\(name) failed (exit \(status)):\n\(stderr.suffix(2000))") }
                 samples[name, default: []].append(parse(stderr))
@@ -59,6 +64,14 @@ struct ParallelBench: ParsableCommand {
         print("CSV: \(csv)")
     }
 
+    /// `tp2` -> (tp2, 1 thread); `tp1x2` -> (tp1, 2 threads).
+    static func entry(_ name: String) -> (topology: String, threads: Int) {
+        if let x = name.lastIndex(of: "x"), let k = Int(name[name.index(after: x)...]), k > 0 {
+            return (String(name[..<x]), k)
+        }
+        return (name, 1)
+    }
+
     /// Reads the speed report and the per-rank table from infer-worker's stderr.
     func parse(_ stderr: String) -> Sample {
         var sample = Sample(), peak = 0.0, shares: [Double] = []
@@ -67,9 +80,14 @@ struct ParallelBench: ParsableCommand {
                 .split(separator: " ").compactMap { Double($0.trimmingCharacters(in: CharacterSet(charactersIn: "%"))) }
             if line.contains("tokens/s; generated"), numbers.count >= 6 {
                 sample.prompt = numbers[1]; sample.decode = numbers[3]; peak = numbers[numbers.count - 1]
-            } else if line.contains(" / ") && line.contains("stage"), numbers.count >= 6 {
-                sample.maxResidentMiB = max(sample.maxResidentMiB, numbers[numbers.count - 4])
-                shares.append(numbers[numbers.count - 1])
+            } else if line.contains(" / ") && line.contains("stage") {
+                // "... stage S tp T   RESIDENT / PLANNED   COMM  SHARE%   COMPUTE / COMM (ms per step)"
+                let tokens = line.split(separator: " ").map(String.init)
+                if let slash = tokens.firstIndex(of: "/"), slash > 0, slash + 3 < tokens.count,
+                   let resident = Double(tokens[slash - 1]), let share = Double(tokens[slash + 3].dropLast()) {
+                    sample.maxResidentMiB = max(sample.maxResidentMiB, resident)
+                    shares.append(share)
+                }
             }
         }
         if sample.maxResidentMiB == 0 { sample.maxResidentMiB = peak }   // one rank: no rank table; its peak RSS

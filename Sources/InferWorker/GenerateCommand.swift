@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TesseraEngine
 import TesseraFormats
+import TesseraKernels
 import TesseraModels
 import TesseraTokenizer
 
@@ -11,6 +12,17 @@ struct ModelOptions: ParsableArguments {
     var model: String?
     @Option(help: "Context length (positions per sequence). Default: the model's, capped by available memory.")
     var context: Int?
+    @Option(help: "Threads per rank for the matrix products (default 1; TESSERA_THREADS from the launcher).")
+    var threads: Int?
+    @Flag(help: "Compute products on 8-bit quantized activations with SIMD kernels (llama.cpp-style) instead of exact float32.")
+    var fast = false
+
+    /// How the model computes: exact float32 or the fast kernels, on `threads` threads.
+    func compute() throws -> ComputeOptions {
+        let count = threads ?? ProcessInfo.processInfo.environment["TESSERA_THREADS"].flatMap { Int($0) } ?? 1
+        guard count >= 1 && count <= 256 else { throw ValidationError("--threads must be between 1 and 256, got \(count)") }
+        return ComputeOptions(mode: fast ? .fast : .exact, pool: count > 1 ? ThreadPool(threads: count) : nil)
+    }
 
     /// The model path to open: `--model`, else the default model next to this checkout.
     func resolvedPath() throws -> String {

@@ -2,6 +2,7 @@ import Foundation
 import TesseraCollectives
 import TesseraEngine
 import TesseraFormats
+import TesseraKernels
 import TesseraModels
 import TesseraParallel
 import TesseraTokenizer
@@ -23,13 +24,14 @@ extension GenerateCommand {
         let layers = try topology.layerRanges(layerCount: config.layerCount)[role.ppStage]
         let model: any LanguageModel
         var tensorParallel: TensorParallelModel? = nil
+        let options = LoadOptions(layers: layers, compute: try modelOptions.compute())
         if let tpGroup = groups.tensorParallel, tpGroup.size > 1 {
             let plan = try TensorParallelPlan(source: source, size: tpGroup.size)     // fails before any weight is read
             let group = CommunicatorGroup(tpGroup, reduction: tpReduction == .mpi ? .mpi : .rankOrder)
-            tensorParallel = try TensorParallel.load(source, plan: plan, group: group, options: LoadOptions(layers: layers))
+            tensorParallel = try TensorParallel.load(source, plan: plan, group: group, options: options)
             model = tensorParallel!
         } else {
-            model = try ModelRegistry.load(source, options: LoadOptions(layers: layers))
+            model = try ModelRegistry.load(source, options: options)
         }
         // Every rank must agree on the context: the smallest any rank can afford.
         var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context))]
@@ -39,6 +41,8 @@ extension GenerateCommand {
         let executor: any StepExecutor
         var distributed: DistributedExecutor? = nil
         var planned = 0, owned = 0, lookupOnly = true
+        let clock = StepClock()
+        var runStage: PipelineStage? = nil
         if world.size == 1 {
             touchWeights(source, label: URL(fileURLWithPath: modelPath).lastPathComponent)
             executor = try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
@@ -46,6 +50,11 @@ extension GenerateCommand {
             let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
                                           sequenceSlots: prompts.count, contextLength: context)
             if let f = fault.flatMap(InjectedFault.init), f.rank == world.rank { stage.fault = f }
+            stage.onFirstStep = { [clock] in
+                for c in groups.all { c.stats.reset() }
+                clock.start = Date()
+            }
+            runStage = stage
             if let tp = tensorParallel {
                 let share = tp.plannedWeights       // the head is a view only the last stage ever reads
                 planned = share.total - (stage.isLast ? 0 : share.head)
@@ -56,7 +65,8 @@ extension GenerateCommand {
             }
             guard groups.isCoordinator else {
                 try DecoderWorker.serve(groups: groups, stage: stage)
-                _ = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups), groups: groups)
+                _ = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups,
+                       clock: clock, steps: runStage?.steps ?? 0), groups: groups)
                 return
             }
             distributed = DistributedExecutor(groups: groups, stage: stage, sequenceSlots: prompts.count, contextLength: context)
@@ -66,9 +76,11 @@ extension GenerateCommand {
 
         let tokenizer = try Tokenizer.load(source)
         let requestsTokens = try promptTokens(prompts, tokenizer: tokenizer)
-        log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; %d rank%@",
+        log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; %d rank%@; %@ products on %d thread%@ per rank (CPU level %@)",
                    modelPath, (try? ModelRegistry.kind(of: source).rawValue) ?? "?", model.layerCount,
-                   Date().timeIntervalSince(loadStart), context, world.size, world.size == 1 ? "" : "s"))
+                   Date().timeIntervalSince(loadStart), context, world.size, world.size == 1 ? "" : "s",
+                   options.compute.mode.description, options.compute.threads, options.compute.threads == 1 ? "" : "s",
+                   CPULevel.active.description))
         var shutDown = false
         defer { if !shutDown { try? distributed?.shutdown() } }
 
@@ -96,8 +108,9 @@ extension GenerateCommand {
         if let distributed {
             try distributed.shutdown()
             shutDown = true
-            if let reports = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups), groups: groups) {
-                log(RankReport.render(reports, groups: groups, wallSeconds: stats.prefillSeconds + stats.decodeSeconds))
+            if let reports = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups,
+                       clock: clock, steps: runStage?.steps ?? 0), groups: groups) {
+                log(RankReport.render(reports, groups: groups))
             }
         }
         if let promptLogits {
@@ -110,13 +123,15 @@ extension GenerateCommand {
     /// Resident weights = pages of this rank's weight mappings + the slices it copied into its own memory. The
     /// whole token-embedding table is left out where it serves only lookups (single rows read on demand), i.e.
     /// everywhere but a pipeline-only last stage, whose tied head it is.
-    func report(planned: Int, owned: Int, lookupOnlyEmbedding: Bool, source: ModelSource, groups: ProcessGroups) -> RankReport {
+    func report(planned: Int, owned: Int, lookupOnlyEmbedding: Bool, source: ModelSource, groups: ProcessGroups,
+                clock: StepClock, steps: Int) -> RankReport {
         var resident = owned
         if case .gguf(let file) = source {
             resident += file.residentIsolatedBytes(excluding: lookupOnlyEmbedding ? ["token_embd.weight"] : [])
         }
         return RankReport(residentWeightBytes: resident, plannedWeightBytes: planned,
-                          communicationSeconds: communicationSeconds(groups))
+                          communicationSeconds: communicationSeconds(groups),
+                          wallSeconds: clock.start.map { Date().timeIntervalSince($0) } ?? 0, steps: steps)
     }
 
     /// The requested context, else the model's own capped so the KV cache takes at most half the available memory.
@@ -194,4 +209,9 @@ func writeOut(_ text: String) {
 func jsonLine(_ object: [String: Any]) -> String {
     guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// When this rank's first step started (set once, from the stage).
+final class StepClock: @unchecked Sendable {
+    var start: Date?
 }

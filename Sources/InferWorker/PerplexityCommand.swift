@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TesseraEngine
 import TesseraFormats
+import TesseraKernels
 import TesseraModels
 import TesseraTokenizer
 
@@ -21,7 +22,7 @@ struct PerplexityCommand: ParsableCommand {
         WorkerSession.run { _ in
             let source = try ModelSource.open(path: path)
             let tokenizer = try Tokenizer.load(source)
-            let model = try ModelRegistry.load(source)
+            let model = try ModelRegistry.load(source, options: LoadOptions(compute: try modelOptions.compute()))
             let tokens = tokenizer.encode(text)
             let executor = try LocalExecutor(model: model, sequenceSlots: 1,
                                              contextLength: modelOptions.context ?? max(tokens.count, 1))

@@ -9,34 +9,46 @@ struct RankReport {
     var residentWeightBytes = 0
     var plannedWeightBytes = 0
     var communicationSeconds = 0.0
+    /// Seconds from this rank's first step to the end of the run, and the steps it ran.
+    var wallSeconds = 0.0
+    var steps = 0
 
     /// Collects every rank's report on the coordinator (nil elsewhere). Collective over the world.
     static func gather(_ mine: RankReport, groups: ProcessGroups) throws -> [RankReport]? {
         let world = groups.world, root = groups.topology.coordinator
         let words: [Int64] = [Int64(mine.residentWeightBytes), Int64(mine.plannedWeightBytes),
-                              Int64(mine.communicationSeconds * 1e6)]
-        var all = [Int64](repeating: 0, count: world.rank == root ? 3 * world.size : 0)
+                              Int64(mine.communicationSeconds * 1e6), Int64(mine.wallSeconds * 1e6), Int64(mine.steps)]
+        var all = [Int64](repeating: 0, count: world.rank == root ? 5 * world.size : 0)
         try words.withUnsafeBufferPointer { input in
             try all.withUnsafeMutableBufferPointer { try world.gather(input, into: world.rank == root ? $0 : nil, root: root) }
         }
         guard world.rank == root else { return nil }
         return (0..<world.size).map {
-            RankReport(residentWeightBytes: Int(all[3 * $0]), plannedWeightBytes: Int(all[3 * $0 + 1]),
-                       communicationSeconds: Double(all[3 * $0 + 2]) / 1e6)
+            RankReport(residentWeightBytes: Int(all[5 * $0]), plannedWeightBytes: Int(all[5 * $0 + 1]),
+                       communicationSeconds: Double(all[5 * $0 + 2]) / 1e6, wallSeconds: Double(all[5 * $0 + 3]) / 1e6,
+                       steps: Int(all[5 * $0 + 4]))
         }
     }
 
-    static func render(_ reports: [RankReport], groups: ProcessGroups, wallSeconds: Double) -> String {
-        var lines = ["tessera: rank  role            weights resident / planned (MiB)   comm s  comm share"]
+    /// One line per rank: its weights, and how its steps divided into computing and communicating (waiting for
+    /// a peer included).
+    static func render(_ reports: [RankReport], groups: ProcessGroups) -> String {
+        var lines = ["tessera: rank  role            weights resident / planned (MiB)   comm s  comm share  per step: compute / comm ms"]
         for (r, report) in reports.enumerated() {
             let role: String
             switch groups.topology.role(of: r) {
             case .decoder(let d): role = "stage \(d.ppStage) tp \(d.tpRank)"
             case .vision: role = "vision"
             }
-            lines.append(String(format: "tessera: %4d  %-14@  %12.2f / %-12.2f          %7.3f  %5.1f%%", r, role as NSString,
+            guard report.steps > 0 else {
+                lines.append(String(format: "tessera: %4d  %-14@  idle (no model part in this job)", r, role as NSString))
+                continue
+            }
+            let n = Double(report.steps), comm = report.communicationSeconds, wall = report.wallSeconds
+            lines.append(String(format: "tessera: %4d  %-14@  %12.2f / %-12.2f          %7.3f  %5.1f%%      %8.2f / %.2f", r, role as NSString,
                                 Double(report.residentWeightBytes) / 1048576, Double(report.plannedWeightBytes) / 1048576,
-                                report.communicationSeconds, wallSeconds > 0 ? 100 * report.communicationSeconds / wallSeconds : 0))
+                                comm, wall > 0 ? 100 * min(comm / wall, 1) : 0,
+                                1000 * max(wall - comm, 0) / n, 1000 * comm / n))
         }
         return lines.joined(separator: "\n")
     }

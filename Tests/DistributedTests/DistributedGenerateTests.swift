@@ -117,9 +117,12 @@ final class DistributedGenerateTests: XCTestCase {
             let rows = run.stderr.split(separator: "\n").filter { $0.contains(" / ") && $0.contains("stage") }
             XCTAssertEqual(rows.count, 4, "\(topology): \(run.stderr)")
             for row in rows {
-                let numbers = row.split(separator: " ").compactMap { Double($0) }
-                guard numbers.count >= 3 else { XCTFail("unparsable: \(row)"); continue }
-                let resident = numbers[numbers.count - 3], planned = numbers[numbers.count - 2]
+                // "... stage S tp T   RESIDENT / PLANNED   COMM  SHARE%  ..."
+                let tokens = row.split(separator: " ").map(String.init)
+                guard let slash = tokens.firstIndex(of: "/"), slash > 0, slash + 1 < tokens.count,
+                      let resident = Double(tokens[slash - 1]), let planned = Double(tokens[slash + 1]) else {
+                    XCTFail("unparsable: \(row)"); continue
+                }
                 XCTAssertEqual(resident, planned, accuracy: planned * 0.10, "\(topology): \(row)")
             }
         }

@@ -18,8 +18,10 @@ public final class PipelineStage {
     /// Reused hidden-state buffers, one per micro-batch in flight: [maxBatchTokens × hidden] each.
     private var buffers: [UnsafeMutablePointer<Float>] = []
     /// Steps run so far, and an optional injected failure (fault tests and drills).
-    private var steps = 0
+    public private(set) var steps = 0
     public var fault: InjectedFault?
+    /// Called once, just before the first step runs (profiling starts its clocks there).
+    public var onFirstStep: (() -> Void)?
 
     public var isFirst: Bool { stage == 0 }
     public var isLast: Bool { stage == stageCount - 1 }
@@ -51,6 +53,7 @@ public final class PipelineStage {
     /// Runs this rank's part of the step. On the last stage writes `[batch.logitCount × vocab]` logits.
     public func run(_ batch: Batch, logits: UnsafeMutablePointer<Float>?) throws {
         steps += 1
+        if steps == 1 { onFirstStep?() }
         if let fault, fault.step == steps { try fault.trigger() }
         let parts = microBatches(batch)
         let hidden = model.hiddenSize, vocab = model.vocabularySize
