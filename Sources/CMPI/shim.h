@@ -49,6 +49,17 @@ static inline uint64_t tmpi_ticks(void) {
 #endif
 }
 
+/// Bytes a completed receive delivered. Open MPI keeps them in the status itself; elsewhere ask MPI_Get_count.
+static inline long long tmpi_status_bytes(MPI_Status *s) {
+#if defined(OPEN_MPI) && OPEN_MPI
+    return (long long)s->_ucount;
+#else
+    int count = 0;
+    MPI_Get_count(s, MPI_BYTE, &count);
+    return count;
+#endif
+}
+
 static inline int tmpi_status_source(const MPI_Status *s) { return s->MPI_SOURCE; }
 static inline int tmpi_status_tag(const MPI_Status *s) { return s->MPI_TAG; }
 #endif

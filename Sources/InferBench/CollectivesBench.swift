@@ -34,7 +34,7 @@ struct CollectivesBench: ParsableCommand {
         var b = [Float](repeating: 0, count: maxFloats * max(world.size, 1))
         var rows: [Row] = []
         if world.rank == 0 {
-            print("infer-bench collectives: \(world.size) ranks, host \(MPIRuntime.processorName()); median of \(rounds) rounds, Swift and raw C API alternating")
+            print("infer-bench collectives: \(world.size) ranks, host \(MPIRuntime.processorName()); median of \(rounds) rounds, Swift and raw C API alternating; ratio = median of per-round Swift/raw")
             print(Row.header)
         }
         for op in Operation.allCases {
@@ -107,13 +107,16 @@ struct CollectivesBench: ParsableCommand {
                 if path == 0 { swiftTimes.append(t[0]) } else { rawTimes.append(t[0]) }
             }
         }
+        // The ratio pairs each round's two batches (run back to back), so drift between rounds cancels.
+        let ratios = zip(swiftTimes, rawTimes).map { $1 > 0 ? $0 / $1 : 1 }
         return Row(op: op.rawValue, bytes: n * 4, ranks: world.size, iterations: iterations,
-                   swift: median(swiftTimes), raw: median(rawTimes))
+                   swift: median(swiftTimes), raw: median(rawTimes), ratio: median(ratios))
     }
 
     struct Row {
         let op: String, bytes: Int, ranks: Int, iterations: Int, swift: Double, raw: Double
-        var ratio: Double { raw > 0 ? swift / raw : 1 }
+        /// Median over rounds of (Swift time / raw time) within the round.
+        let ratio: Double
         /// Algorithm bandwidth: message bytes per second.
         var gbps: Double { swift > 0 ? Double(bytes) / swift / 1e9 : 0 }
         static let header = "operation      bytes      swift µs    raw µs   swift/raw   swift GB/s   calls/batch"

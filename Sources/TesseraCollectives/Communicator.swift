@@ -266,11 +266,12 @@ public struct Communicator: @unchecked Sendable {
         return (counts.map { Int32($0) }, displacements)
     }
 
-    private func checkReceived<T: MPIScalar>(_ status: inout MPI_Status, expected: Int32, _: T.Type, _ operation: String) throws {
-        var received: Int32 = 0
-        MPI_Get_count(&status, T.mpiDatatype, &received)
-        guard received == expected else {
-            throw MPIError.usage("\(operation) on \(name)", rank: rank, "expected \(expected) elements, received \(received)")
+    @inline(__always)
+    private func checkReceived<T: MPIScalar>(_ status: inout MPI_Status, expected: Int32, _: T.Type, _ operation: @autoclosure () -> String) throws {
+        let bytes = tmpi_status_bytes(&status)
+        guard bytes == Int64(expected) * Int64(MemoryLayout<T>.stride) else {
+            throw MPIError.usage("\(operation()) on \(name)", rank: rank,
+                                 "expected \(expected) elements, received \(bytes / Int64(MemoryLayout<T>.stride))")
         }
     }
 }
