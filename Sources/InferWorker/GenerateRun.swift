@@ -44,7 +44,7 @@ extension GenerateCommand {
         let clock = StepClock()
         var runStage: PipelineStage? = nil
         if world.size == 1 {
-            touchWeights(source, label: URL(fileURLWithPath: modelPath).lastPathComponent)
+            warmFileCache(modelPath)
             executor = try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
         } else {
             let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
@@ -156,28 +156,39 @@ extension TopologyOptions {
     func load() throws -> Topology { try topology.map { try Topology.load(path: $0) } ?? .singleRank }
 }
 
-/// Faults the model's weight pages in up front (with a progress bar when stderr is a terminal), so the first
-/// tokens are not slowed by page faults.
-func touchWeights(_ source: ModelSource, label: String) {
-    let store = source.tensors
-    let names = store.tensorInfos.keys.sorted()
-    let total = names.reduce(0) { $0 + ((try? store.view($1).data.count) ?? 0) }
-    let tty = isatty(STDERR_FILENO) != 0
-    var done = 0, shown = -1, checksum: UInt8 = 0
-    for name in names {
-        guard let view = try? store.view(name) else { continue }
-        var i = 0
-        while i < view.data.count { checksum &+= view.data[i]; i += 4096 }
-        done += view.data.count
-        let percent = total > 0 ? done * 100 / total : 100
-        if tty && percent != shown {
-            shown = percent
-            let bar = String(repeating: "█", count: percent / 4) + String(repeating: " ", count: 25 - percent / 4)
-            fputs("\rloading \(label) |\(bar)| \(percent)% ", stderr)
+/// Reads the model's files once into the page cache (with a progress bar when stderr is a terminal), so the first
+/// tokens are not slowed by disk reads. pread, not the mapping: nothing stays resident in this process for it.
+func warmFileCache(_ modelPath: String) {
+    var files = [modelPath]
+    var isFolder: ObjCBool = false
+    if FileManager.default.fileExists(atPath: modelPath, isDirectory: &isFolder), isFolder.boolValue {
+        files = ((try? FileManager.default.contentsOfDirectory(atPath: modelPath)) ?? [])
+            .filter { $0.hasSuffix(".safetensors") }.sorted().map { modelPath + "/" + $0 }
+    }
+    let sizes = files.map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
+    let total = max(sizes.reduce(0, +), 1), tty = isatty(STDERR_FILENO) != 0
+    let chunk = 4 << 20
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+    defer { buffer.deallocate() }
+    var done = 0, shown = -1
+    for file in files {
+        let fd = open(file, O_RDONLY)
+        guard fd >= 0 else { continue }
+        defer { close(fd) }
+        var offset = 0
+        while true {
+            let got = pread(fd, buffer, chunk, off_t(offset))
+            if got <= 0 { break }
+            offset += got; done += got
+            let percent = done * 100 / total
+            if tty && percent != shown {
+                shown = percent
+                let bar = String(repeating: "█", count: percent / 4) + String(repeating: " ", count: 25 - percent / 4)
+                fputs("\rloading \(URL(fileURLWithPath: modelPath).lastPathComponent) |\(bar)| \(percent)% ", stderr)
+            }
         }
     }
-    if tty { fputs("\r" + String(repeating: " ", count: 60 + label.count) + "\r", stderr) }
-    _ = checksum
+    if tty { fputs("\r" + String(repeating: " ", count: 100) + "\r", stderr) }
 }
 
 func speedReport(_ s: GenerationStats) -> String {
