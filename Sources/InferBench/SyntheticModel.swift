@@ -55,12 +55,11 @@ struct SyntheticModelCommand: ParsableCommand {
             var data = [UInt8](repeating: 0, count: rows * bytesPerRow)
             var row = [Float](repeating: 0, count: cols)
             let scale = 1 / Float(cols).squareRoot()
-            try data.withUnsafeMutableBytes { out in
+            data.withUnsafeMutableBytes { out in
                 for r in 0..<rows {
                     for c in 0..<cols { row[c] = rng.nextSigned() * scale }
                     weightType.quantize(row, count: cols, into: out.baseAddress! + r * bytesPerRow)
                 }
-                _ = out
             }
             try writer.addTensor(name, type: weightType, shape: [rows, cols], data: data)
         }
