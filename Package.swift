@@ -53,14 +53,15 @@ let package = Package(
         .target(name: "TesseraTestSupport", path: "Tests/TesseraTestSupport"),
         .testTarget(name: "CollectivesTests", dependencies: ["TesseraTestSupport", "TesseraTopology"]),
         .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
-        .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats"], exclude: ["Fixtures"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["TesseraTokenizer", "TesseraFormats"], exclude: ["Fixtures"]),
-        .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats", "TesseraModels"]),
-        .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats"]),
+        .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats", "TesseraTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["TesseraTokenizer", "TesseraFormats", "TesseraTestSupport"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats", "TesseraModels", "TesseraTestSupport"]),
+        .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport"]),
         .testTarget(name: "ParallelTests", dependencies: [
             "TesseraParallel", "TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
-        .testTarget(name: "DistributedTests", dependencies: ["TesseraTestSupport", "TesseraFormats"]),
+        .testTarget(name: "DistributedTests", dependencies: ["TesseraTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

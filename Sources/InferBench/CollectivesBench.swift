@@ -142,9 +142,6 @@ func humanBytes(_ n: Int) -> String {
 }
 
 func parseBytes(_ text: String) throws -> Int {
-    let lower = text.lowercased()
-    let (digits, unit): (Substring, Int) = lower.hasSuffix("k") ? (lower.dropLast(), 1024)
-        : lower.hasSuffix("m") ? (lower.dropLast(), 1 << 20) : (Substring(lower), 1)
-    guard let n = Int(digits), n >= 0 else { throw ValidationError("bad size '\(text)'") }
-    return n * unit
+    guard let n = parseMessageSize(text) else { throw ValidationError("bad size '\(text)': use bytes, e.g. 4, 64k, 1m") }
+    return n
 }

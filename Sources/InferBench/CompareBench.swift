@@ -59,7 +59,7 @@ struct CompareBench: ParsableCommand {
     }
 
     func tessera(_ worker: URL, _ args: [String]) throws -> Speed {
-        let (status, _, err) = try capture(worker.path, args)
+        let (status, _, err) = try runCapturing(worker, args)
         guard status == 0, let line = err.split(separator: "\n").first(where: { $0.contains("tokens/s; generated") }) else {
             throw ValidationError("Tessera run failed: \(err.suffix(1500))")
         }
@@ -69,7 +69,7 @@ struct CompareBench: ParsableCommand {
     }
 
     func llama(_ script: URL, _ model: String, threads: Int, prompt: String) throws -> Speed {
-        let (status, out, err) = try capture(python, [script.path, model, "\(threads)", prompt, "\(genTokens)"])
+        let (status, out, err) = try runCapturing(URL(fileURLWithPath: python), [script.path, model, "\(threads)", prompt, "\(genTokens)"])
         guard status == 0, let data = out.split(separator: "\n").last.map({ Data($0.utf8) }),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Double],
               let p = json["prompt_tps"], let d = json["decode_tps"] else {
@@ -78,18 +78,6 @@ struct CompareBench: ParsableCommand {
         return Speed(prompt: p, decode: d)
     }
 
-    func capture(_ executable: String, _ args: [String]) throws -> (Int32, String, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out; process.standardError = err
-        try process.run()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
-    }
 
     /// Greedy generation with llama.cpp's own timing of prompt evaluation and of each decode step, measured the
     /// way Tessera reports them (prompt tokens / prefill time; decode steps / decode time).

@@ -43,7 +43,7 @@ struct ParallelBench: ParsableCommand {
                     + (extras[name] ?? [])
                 if let model { args += ["--model", model] }
                 if fast { args.append("--fast") }
-                let (status, stderr) = try runLauncher(root: root, args)
+                let (status, _, stderr) = try runCapturing(root.appendingPathComponent("launch/tessera"), args)
                 guard status == 0 else { throw ValidationError("\(name) failed (exit \(status)):\n\(stderr.suffix(2000))") }
                 samples[name, default: []].append(parse(stderr))
             }
@@ -95,18 +95,6 @@ struct ParallelBench: ParsableCommand {
         return sample
     }
 
-    func runLauncher(root: URL, _ args: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = root.appendingPathComponent("launch/tessera")
-        process.arguments = args
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let data = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
 }
 
 /// The checkout this binary was built in (…/.build/<triple>/release/infer-bench), or the current directory.

@@ -55,14 +55,13 @@ extension GenerateCommand {
                 clock.start = Date()
             }
             runStage = stage
-            if let tp = tensorParallel {
-                let share = tp.plannedWeights       // the head is a view only the last stage ever reads
-                planned = share.total - (stage.isLast ? 0 : share.head)
-                owned = tp.heldWeights.owned
-            } else {
-                planned = plannedStageBytes(source.tensors, layers: layers, isLast: stage.isLast)
-                lookupOnly = !stage.isLast
-            }
+            // The plan's share of this stage's layers (a one-rank plan when there is no tensor parallelism);
+            // the head is a view that only the last stage ever reads.
+            let share = try (tensorParallel?.plannedWeights
+                ?? TensorParallelPlan(source: source, size: 1)[0].weights(layers: layers))
+            planned = share.total - (stage.isLast ? 0 : share.head)
+            owned = tensorParallel?.heldWeights.owned ?? 0
+            lookupOnly = tensorParallel != nil || !stage.isLast
             guard groups.isCoordinator else {
                 try DecoderWorker.serve(groups: groups, stage: stage)
                 _ = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups,

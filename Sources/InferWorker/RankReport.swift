@@ -54,31 +54,6 @@ struct RankReport {
     }
 }
 
-/// Bytes of the tensors a pipeline stage computes with: its layers' tensors, plus the final norm and head on the
-/// last stage. Embedding rows are looked up on demand and not counted.
-func plannedStageBytes(_ store: any TensorStore, layers: Range<Int>, isLast: Bool) -> Int {
-    var total = 0
-    let tied = store.tensorInfos["output.weight"] == nil && store.tensorInfos["lm_head.weight"] == nil
-    for (name, info) in store.tensorInfos {
-        let bytes = info.rowCount * info.rowBytes
-        if let layer = layerIndex(name) {
-            if layers.contains(layer) { total += bytes }
-        } else if isLast {
-            if name == "output_norm.weight" || name == "model.norm.weight" || name == "output.weight" || name == "lm_head.weight"
-                || (tied && (name == "token_embd.weight" || name == "model.embed_tokens.weight")) { total += bytes }
-        }
-    }
-    return total
-}
-
-/// The layer a tensor belongs to (`blk.N.` / `model.layers.N.`), if any.
-func layerIndex(_ name: String) -> Int? {
-    for prefix in ["blk.", "model.layers."] where name.hasPrefix(prefix) {
-        return Int(name.dropFirst(prefix.count).prefix { $0.isNumber })
-    }
-    return nil
-}
-
 /// Seconds this rank spent in MPI operations over all its communicators.
 func communicationSeconds(_ groups: ProcessGroups) -> Double {
     groups.all.reduce(0) { $0 + $1.stats.totalSeconds }

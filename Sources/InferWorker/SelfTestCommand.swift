@@ -12,7 +12,10 @@ struct SelfTestCommand: ParsableCommand {
     var sizes = "0,1,1001,1m,64m"
 
     func run() throws {
-        let byteSizes = try sizes.split(separator: ",").map { try parseSize(String($0)) }
+        let byteSizes = try sizes.split(separator: ",").map { text in
+            guard let n = parseMessageSize(String(text)) else { throw ValidationError("bad size '\(text)': use bytes, e.g. 4, 64k, 1m") }
+            return n
+        }
         WorkerSession.run { runtime in
             let world = runtime.world
             var checks = 0
@@ -32,14 +35,6 @@ struct SelfTestCommand: ParsableCommand {
             }
         }
     }
-}
-
-func parseSize(_ text: String) throws -> Int {
-    let lower = text.lowercased().trimmingCharacters(in: .whitespaces)
-    let (digits, unit): (Substring, Int) = lower.hasSuffix("k") ? (lower.dropLast(), 1024)
-        : lower.hasSuffix("m") ? (lower.dropLast(), 1024 * 1024) : (Substring(lower), 1)
-    guard let n = Int(digits), n >= 0 else { throw ValidationError("bad size '\(text)': use bytes, e.g. 4, 64k, 1m") }
-    return n * unit
 }
 
 /// Element types the checks use: small integers are exact in every one of them, so sums are exact too.

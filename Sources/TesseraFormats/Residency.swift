@@ -24,11 +24,3 @@ public func residentBytes(of region: UnsafeRawBufferPointer) -> Int? {
     }
     return present * page
 }
-
-extension GGUFFile {
-    /// Resident bytes of the tensor-data section of this file's mapping in this process.
-    public var residentTensorBytes: Int? {
-        let data = UnsafeRawBufferPointer(rebasing: fileBytes[dataOffset...])
-        return residentBytes(of: data)
-    }
-}

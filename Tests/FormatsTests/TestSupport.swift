@@ -1,12 +1,13 @@
 import Foundation
 import TesseraFormats
+import TesseraTestSupport
 import XCTest
 
 /// Paths of the repository, ../shared and this test folder, found from this file.
 enum Paths {
     static let testsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    static let repo = testsFolder.deletingLastPathComponent().deletingLastPathComponent()
-    static let shared = repo.deletingLastPathComponent().appendingPathComponent("shared")
+    static let repo = Repo.root
+    static let shared = Repo.shared
     static let fixtures = testsFolder.appendingPathComponent("Fixtures")
     static let stories260KGGUF = shared.appendingPathComponent("models/stories260K/gguf/stories260K-f32.gguf").path
     static let stories260KHF = shared.appendingPathComponent("models/stories260K/hf").path

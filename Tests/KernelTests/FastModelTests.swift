@@ -4,13 +4,12 @@ import Foundation
 import TesseraFormats
 import TesseraKernels
 import TesseraModels
+import TesseraTestSupport
 import XCTest
 
 final class FastModelTests: XCTestCase {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let reference = repo.deletingLastPathComponent().appendingPathComponent("shared/reference")
-    static let modelPath = repo.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+    static let reference = Repo.shared.appendingPathComponent("reference")
+    static let modelPath = Repo.defaultModel.path
 
     func load(threads: Int) throws -> any LanguageModel {
         guard FileManager.default.fileExists(atPath: Self.modelPath) else {

@@ -3,12 +3,12 @@
 import Foundation
 import TesseraFormats
 import TesseraModels
+import TesseraTestSupport
 import XCTest
 
 enum Paths {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let shared = repo.deletingLastPathComponent().appendingPathComponent("shared")
+    static let repo = Repo.root
+    static let shared = Repo.shared
     static let reference = shared.appendingPathComponent("reference")
     static func model(_ relative: String) -> String { shared.appendingPathComponent("models/" + relative).path }
     static let smolLM2 = repo.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path

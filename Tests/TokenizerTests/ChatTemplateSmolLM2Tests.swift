@@ -1,15 +1,15 @@
 import Foundation
 import TesseraFormats
 import TesseraTokenizer
+import TesseraTestSupport
 import XCTest
 
 /// SmolLM2-135M-Instruct end to end: the chat template stored in the model's GGUF, rendered for the chat
 /// reference prompts (one user message, add_generation_prompt) and encoded without extra special tokens,
 /// gives exactly the reference prompt ids (transformers' apply_chat_template + tokenizer).
 final class ChatTemplateSmolLM2Tests: XCTestCase {
-    private static let repo = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    private static let shared = repo.deletingLastPathComponent().appendingPathComponent("shared")
+    private static let repo = Repo.root
+    private static let shared = Repo.shared
 
     func testTemplateFixtureIsTheModelsOwn() throws {
         let path = Self.repo.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path

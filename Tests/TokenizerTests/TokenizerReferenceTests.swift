@@ -3,13 +3,13 @@
 import Foundation
 import TesseraFormats
 import TesseraTokenizer
+import TesseraTestSupport
 import XCTest
 
 /// Paths, reference files and (cached) tokenizers shared by the tokenizer tests.
 enum TokenizerFixtures {
-    static let repo = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let shared = repo.deletingLastPathComponent().appendingPathComponent("shared")
+    static let repo = Repo.root
+    static let shared = Repo.shared
     static let reference = shared.appendingPathComponent("reference")
     static let models = shared.appendingPathComponent("models")
 
