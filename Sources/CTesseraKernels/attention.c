@@ -34,22 +34,26 @@ TK_INLINE TK_AVX512 __mmask16 mask16(int64_t rest) {
     return rest >= 16 ? (__mmask16)0xFFFF : rest <= 0 ? 0 : (__mmask16)((1u << rest) - 1);
 }
 
+/// q · k over hd floats: FMA in two accumulators, masked tail.
+TK_INLINE TK_AVX512 float dot_avx512(const float *q, const float *kj, int64_t hd) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 32 <= hd; d += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(kj + d), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16), _mm512_loadu_ps(kj + d + 16), a1);
+    }
+    for (; d < hd; d += 16) {
+        const __mmask16 m = mask16(hd - d);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), _mm512_maskz_loadu_ps(m, kj + d), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
 static TK_AVX512 void head_avx512(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
                                   int64_t hd, float scale, float *p, float *out) {
     __m512 peak = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < length; j++) {
-        const float *kj = k + j * stride;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        int64_t d = 0;
-        for (; d + 32 <= hd; d += 32) {
-            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(kj + d), a0);
-            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16), _mm512_loadu_ps(kj + d + 16), a1);
-        }
-        for (; d < hd; d += 16) {
-            const __mmask16 m = mask16(hd - d);
-            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), _mm512_maskz_loadu_ps(m, kj + d), a0);
-        }
-        p[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * scale;
+        p[j] = dot_avx512(q, k + j * stride, hd) * scale;
     }
     for (int64_t j = 0; j < length; j += 16) peak = _mm512_max_ps(peak, _mm512_mask_loadu_ps(peak, mask16(length - j), p + j));
     const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(peak));
@@ -92,22 +96,26 @@ TK_INLINE TK_AVX2 float hsum8(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
+/// q · k over hd floats: FMA in two accumulators, masked tail.
+TK_INLINE TK_AVX2 float dot_avx2(const float *q, const float *kj, int64_t hd) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kj + d + 8), a1);
+    }
+    for (; d < hd; d += 8) {
+        const __m256i m = mask8(hd - d);
+        a0 = _mm256_fmadd_ps(_mm256_maskload_ps(q + d, m), _mm256_maskload_ps(kj + d, m), a0);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
 static TK_AVX2 void head_avx2(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
                               int64_t hd, float scale, float *p, float *out) {
     float peak = -INFINITY, sum = 0;
     for (int64_t j = 0; j < length; j++) {
-        const float *kj = k + j * stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int64_t d = 0;
-        for (; d + 16 <= hd; d += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kj + d + 8), a1);
-        }
-        for (; d < hd; d += 8) {
-            const __m256i m = mask8(hd - d);
-            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(q + d, m), _mm256_maskload_ps(kj + d, m), a0);
-        }
-        p[j] = hsum8(_mm256_add_ps(a0, a1)) * scale;
+        p[j] = dot_avx2(q, k + j * stride, hd) * scale;
         peak = p[j] > peak ? p[j] : peak;
     }
     int64_t j = 0;
@@ -155,4 +163,116 @@ void tk_attention(const float *query, const float *keys, const float *values, in
         head(query + (int64_t)h * head_dim, keys + offset, values + offset, length, kv_stride, head_dim, scale, scores,
              output + (int64_t)h * head_dim);
     }
+}
+
+// MARK: - Partial attention with an online softmax (chunks of positions; no score array)
+
+/// Positions scored at a time before the running max, sum and accumulator are updated.
+enum { TK_ATT_CHUNK = 16 };
+
+static void partial_portable(const float *q, const float *k, const float *v, int64_t j0, int64_t j1, int64_t stride,
+                             int64_t hd, float scale, float *mo, float *lo, float *acc) {
+    float m = -INFINITY, l = 0, s[TK_ATT_CHUNK];
+    for (int64_t d = 0; d < hd; d++) acc[d] = 0;
+    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
+        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
+        float top = m;
+        for (int64_t t = 0; t < count; t++) {
+            float dot = 0;
+            for (int64_t d = 0; d < hd; d++) dot += q[d] * k[(j + t) * stride + d];
+            s[t] = dot * scale;
+            top = s[t] > top ? s[t] : top;
+        }
+        const float correction = expf(m - top);
+        l *= correction;
+        for (int64_t d = 0; d < hd; d++) acc[d] *= correction;
+        for (int64_t t = 0; t < count; t++) {
+            const float p = expf(s[t] - top);
+            l += p;
+            for (int64_t d = 0; d < hd; d++) acc[d] += p * v[(j + t) * stride + d];
+        }
+        m = top;
+    }
+    *mo = m; *lo = l;
+}
+
+#if TK_X86
+
+static TK_AVX512 void partial_avx512(const float *q, const float *k, const float *v, int64_t j0, int64_t j1,
+                                     int64_t stride, int64_t hd, float scale, float *mo, float *lo, float *acc) {
+    float m = -INFINITY, l = 0, s[TK_ATT_CHUNK] __attribute__((aligned(64)));
+    for (int64_t d = 0; d < hd; d += 16) _mm512_mask_storeu_ps(acc + d, mask16(hd - d), _mm512_setzero_ps());
+    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
+        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
+        for (int64_t t = 0; t < count; t++) {
+            s[t] = dot_avx512(q, k + (j + t) * stride, hd) * scale;
+        }
+        const __mmask16 live = mask16(count);
+        const __m512 sv = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, s);
+        const float chunkTop = _mm512_reduce_max_ps(sv), top = chunkTop > m ? chunkTop : m;
+        const float correction = expf(m - top);
+        const __m512 p = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(sv, _mm512_set1_ps(top))));
+        _mm512_store_ps(s, p);
+        l = l * correction + _mm512_reduce_add_ps(p);
+        const __m512 c = _mm512_set1_ps(correction);
+        for (int64_t d = 0; d < hd; d += 16) {
+            const __mmask16 mk = mask16(hd - d);
+            __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, acc + d), c);
+            for (int64_t t = 0; t < count; t++) {
+                a = _mm512_fmadd_ps(_mm512_set1_ps(s[t]), _mm512_maskz_loadu_ps(mk, v + (j + t) * stride + d), a);
+            }
+            _mm512_mask_storeu_ps(acc + d, mk, a);
+        }
+        m = top;
+    }
+    *mo = m; *lo = l;
+}
+
+static TK_AVX2 void partial_avx2(const float *q, const float *k, const float *v, int64_t j0, int64_t j1,
+                                 int64_t stride, int64_t hd, float scale, float *mo, float *lo, float *acc) {
+    float m = -INFINITY, l = 0, s[TK_ATT_CHUNK] __attribute__((aligned(32)));
+    for (int64_t d = 0; d < hd; d++) acc[d] = 0;
+    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
+        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
+        float top = m;
+        for (int64_t t = 0; t < count; t++) {
+            s[t] = dot_avx2(q, k + (j + t) * stride, hd) * scale;
+            top = s[t] > top ? s[t] : top;
+        }
+        const float correction = expf(m - top);
+        float sum = 0;
+        for (int64_t t = 0; t < count; t += 8) {
+            const __m256i live = mask8(count - t);
+            const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(live),
+                                           exp8(_mm256_sub_ps(_mm256_maskload_ps(s + t, live), _mm256_set1_ps(top))));
+            _mm256_maskstore_ps(s + t, live, e);
+            sum += hsum8(e);
+        }
+        l = l * correction + sum;
+        const __m256 c = _mm256_set1_ps(correction);
+        for (int64_t d = 0; d < hd; d += 8) {
+            const __m256i mk = mask8(hd - d);
+            __m256 a = _mm256_mul_ps(_mm256_maskload_ps(acc + d, mk), c);
+            for (int64_t t = 0; t < count; t++) {
+                a = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_maskload_ps(v + (j + t) * stride + d, mk), a);
+            }
+            _mm256_maskstore_ps(acc + d, mk, a);
+        }
+        m = top;
+    }
+    *mo = m; *lo = l;
+}
+#endif
+
+void tk_attention_partial(const float *q, const float *keys, const float *values, int64_t j0, int64_t j1,
+                          int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc) {
+    if (j1 <= j0 || head_dim <= 0) { *m = -INFINITY; *l = 0; for (int32_t d = 0; d < head_dim; d++) acc[d] = 0; return; }
+#if TK_X86
+    switch (tk_cpu_level()) {
+    case TK_LEVEL_AVX512: partial_avx512(q, keys, values, j0, j1, stride, head_dim, scale, m, l, acc); return;
+    case TK_LEVEL_AVX2: partial_avx2(q, keys, values, j0, j1, stride, head_dim, scale, m, l, acc); return;
+    default: break;
+    }
+#endif
+    partial_portable(q, keys, values, j0, j1, stride, head_dim, scale, m, l, acc);
 }

@@ -128,7 +128,7 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
             }
         }
     }
-    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = hsum_ps(acc[m][k]) + macc[m][k];
+    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), hsum_ps(acc[m][k]) + macc[m][k]);
 }
 
 #define Q4_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 0)
@@ -194,7 +194,7 @@ TK_INLINE TK_AVX2 void float_tile(const tk_matmul_args *a, int64_t r, int64_t i,
             for (int m = 0; m < MR; m++) acc[m][k] = _mm256_fmadd_ps(wv[m], xv, acc[m][k]);
         }
     }
-    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = hsum_ps(acc[m][k]);
+    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), hsum_ps(acc[m][k]));
 }
 
 #define F32_TILE(a, r, i, MR, NR) float_tile(a, r, i, MR, NR, 0)

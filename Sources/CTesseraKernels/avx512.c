@@ -129,7 +129,7 @@ TK_INLINE TK_AVX512 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i,
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) q32_step(b, 1, MR, NR, KIND, w, q, d, s, acc);
     if (b < nb) q32_step(b, 0, MR, NR, KIND, w, q, d, s, acc);
-    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = _mm512_reduce_add_ps(acc[m][k]);
+    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), _mm512_reduce_add_ps(acc[m][k]));
 }
 
 #define Q4_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 0)
@@ -180,7 +180,7 @@ TK_INLINE TK_AVX512 void float_tile(const tk_matmul_args *a, int64_t r, int64_t 
             for (int m = 0; m < MR; m++) acc[m][k] = _mm512_fmadd_ps(wv[m], xv, acc[m][k]);
         }
     }
-    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = _mm512_reduce_add_ps(acc[m][k]);
+    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), _mm512_reduce_add_ps(acc[m][k]));
 }
 
 #define F32_TILE(a, r, i, MR, NR) float_tile(a, r, i, MR, NR, 0)

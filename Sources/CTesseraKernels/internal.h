@@ -17,6 +17,8 @@
 
 /// Bytes ahead of the current weight block that the SIMD kernels prefetch (weights stream from DRAM in decode).
 #define TK_PREFETCH 4096
+/// Stores one product output: y = v, or y += v when the product accumulates into its output (a fused residual add).
+#define TK_PUT(a, y, v) ((y) = (a)->accumulate ? (y) + (v) : (v))
 
 // GGML type ids (GGUF `ggml_type`).
 enum {

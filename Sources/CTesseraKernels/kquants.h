@@ -50,7 +50,7 @@ TK_INLINE KQ_TARGET void KQ(q4_K_tile)(const tk_matmul_args *a, int64_t r, int64
                 acc[k] -= (dmin * d[k][b]) * (float)im;
             }
         }
-        for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = acc[k];
+        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
     }
 }
 
@@ -98,6 +98,6 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
                 acc[k] += (dw * d[k][b]) * (float)is;
             }
         }
-        for (int k = 0; k < NR; k++) TK_Y(a, i, k, r, m) = acc[k];
+        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
     }
 }

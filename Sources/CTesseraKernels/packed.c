@@ -78,7 +78,7 @@ void tk_matmul_packed_portable(const tk_matmul_args *a, int64_t g0, int64_t g1) 
                     if (type == TK_Q4_1) acc[j] += tk_half_at(p + 32 + 2 * j) * s[b];
                 }
             }
-            for (int j = 0; j < 16; j++) TK_Y(a, i, 0, 16 * g, j) = acc[j];
+            for (int j = 0; j < 16; j++) TK_PUT(a, TK_Y(a, i, 0, 16 * g, j), acc[j]);
         }
     }
 }
@@ -124,7 +124,10 @@ TK_INLINE TK_AVX512 void packed_tile_avx512(const tk_matmul_args *a, int64_t g, 
             if (KIND == 1) acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(mv, _mm512_set1_ps(s[k][b])));
         }
     }
-    for (int k = 0; k < NR; k++) _mm512_storeu_ps(&TK_Y(a, i, k, 16 * g, 0), acc[k]);
+    for (int k = 0; k < NR; k++) {
+        float *y = &TK_Y(a, i, k, 16 * g, 0);
+        _mm512_storeu_ps(y, a->accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), acc[k]) : acc[k]);
+    }
 }
 
 #define TK_PACKED_DRIVER(target, name, tile, NR)                                       \
@@ -204,7 +207,10 @@ TK_INLINE TK_AVX2 void packed_tile_avx2(const tk_matmul_args *a, int64_t g, int6
                 if (KIND == 1) acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(mv, _mm256_set1_ps(s[k][b])));
             }
         }
-        for (int k = 0; k < NR; k++) _mm256_storeu_ps(&TK_Y(a, i, k, 16 * g, 8 * h), acc[k]);
+        for (int k = 0; k < NR; k++) {
+            float *y = &TK_Y(a, i, k, 16 * g, 8 * h);
+            _mm256_storeu_ps(y, a->accumulate ? _mm256_add_ps(_mm256_loadu_ps(y), acc[k]) : acc[k]);
+        }
     }
 }
 

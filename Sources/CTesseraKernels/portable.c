@@ -163,7 +163,7 @@ int32_t tk_matmul_portable(const tk_matmul_args *a, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *w = (const uint8_t *)a->weights + (size_t)r * a->row_bytes;
         for (int64_t i = 0; i < a->n; i++) {
-            a->y[i * a->y_stride + r] = dot(w, (const uint8_t *)a->x + (size_t)i * a->x_stride, a->cols);
+            TK_PUT(a, a->y[i * a->y_stride + r], dot(w, (const uint8_t *)a->x + (size_t)i * a->x_stride, a->cols));
         }
     }
     return 0;

@@ -16,12 +16,15 @@ struct ModelOptions: ParsableArguments {
     var threads: Int?
     @Flag(help: "Compute products on 8-bit quantized activations with SIMD kernels (llama.cpp-style) instead of exact float32.")
     var fast = false
+    @Flag(help: "Run every operator unfused (separate Q/K/V and gate/up products, RMSNorm, residual adds, attention with a score array): for measuring what fusion buys.")
+    var noFusion = false
 
     /// How the model computes: exact float32 or the fast kernels, on `threads` threads.
     func compute() throws -> ComputeOptions {
         let count = threads ?? ProcessInfo.processInfo.environment["TESSERA_THREADS"].flatMap { Int($0) } ?? 1
         guard count >= 1 && count <= 256 else { throw ValidationError("--threads must be between 1 and 256, got \(count)") }
-        return ComputeOptions(mode: fast ? .fast : .exact, pool: count > 1 ? ThreadPool(threads: count) : nil)
+        return ComputeOptions(mode: fast ? .fast : .exact, pool: count > 1 ? ThreadPool(threads: count) : nil,
+                              fused: !noFusion)
     }
 
     /// The model path to open: `--model`, else the default model next to this checkout.

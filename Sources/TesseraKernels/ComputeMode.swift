@@ -22,8 +22,12 @@ public struct ComputeOptions: Sendable {
     public var mode: ComputeMode
     /// Threads products split their output rows across; nil runs on the caller only.
     public var pool: ThreadPool?
-    public init(mode: ComputeMode = .exact, pool: ThreadPool? = nil) {
-        self.mode = mode; self.pool = pool
+    /// Fused operators (Q/K/V and gate/up products as one job with the RMSNorm folded into their input preparation,
+    /// SiLU·mul in the gate/up tasks, residual adds in the output products' stores, online-softmax attention in
+    /// `.fast` mode). Off only to measure what fusion buys (`--no-fusion`); products are equal either way.
+    public var fused: Bool
+    public init(mode: ComputeMode = .exact, pool: ThreadPool? = nil, fused: Bool = true) {
+        self.mode = mode; self.pool = pool; self.fused = fused
     }
     /// Exact float32 on the calling thread.
     public static let exact = ComputeOptions()

@@ -17,10 +17,11 @@ public enum ActivationRows {
 /// The `.fast` product; false (nothing written) when the weight type has no fast kernel.
 func fastMatmul(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, weight w: WeightMatrix,
                 into y: UnsafeMutablePointer<Float>, yStride ys: Int, scratch: UnsafeMutablePointer<Float>,
-                pool: ThreadPool?) -> Bool {
+                pool: ThreadPool?, accumulate: Bool = false) -> Bool {
     guard let format = w.type.fastActivationFormat else { return false }
     if format == .float {
-        run(weight: w, activations: UnsafeRawPointer(x), stride: 4 &* xs, rows: n, into: y, yStride: ys, pool: pool)
+        run(weight: w, activations: UnsafeRawPointer(x), stride: 4 &* xs, rows: n, into: y, yStride: ys, pool: pool,
+            accumulate: accumulate)
         return true
     }
     let dst = ActivationRows.aligned(scratch), stride = format.rowBytes(cols: w.cols)
@@ -30,14 +31,14 @@ func fastMatmul(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, weight 
         quantize(x + start &* xs, rows: count, xStride: xs, cols: w.cols, format: format, into: dst, stride: stride,
                  pool: pool)
         run(weight: w, activations: UnsafeRawPointer(dst), stride: stride, rows: count, into: y + start &* ys,
-            yStride: ys, pool: pool)
+            yStride: ys, pool: pool, accumulate: accumulate)
         start &+= count
     }
     return true
 }
 
 /// Quantizes activation rows, in slices across the pool when there are enough of them.
-private func quantize(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, cols: Int, format: ActivationFormat,
+func quantize(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, cols: Int, format: ActivationFormat,
                       into dst: UnsafeMutableRawPointer, stride: Int, pool: ThreadPool?) {
     guard let pool, pool.threads > 1, n >= 4 * pool.threads else {
         format.quantize(x, rows: n, cols: cols, xStride: xs, into: dst, rowStride: stride)
@@ -54,10 +55,9 @@ private func quantize(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, c
 /// All output rows of `n` prepared activation rows through the C kernels (packed rows where the matrix has them),
 /// split across the pool in ranges of whole 16-row groups.
 private func run(weight w: WeightMatrix, activations: UnsafeRawPointer, stride: Int, rows n: Int,
-                 into y: UnsafeMutablePointer<Float>, yStride ys: Int, pool: ThreadPool?) {
-    var args = tk_matmul_args(type: w.type.rawValue, weights: w.base, row_bytes: w.rowBytes, cols: Int64(w.cols),
-                              x: activations, x_stride: stride, n: Int64(n), y: y, y_stride: Int64(ys),
-                              packed: w.packed.map { UnsafeRawPointer($0.base) }, packed_rows: Int64(w.packed?.rows ?? 0))
+                 into y: UnsafeMutablePointer<Float>, yStride ys: Int, pool: ThreadPool?, accumulate: Bool) {
+    var args = w.productArguments(activations: activations, stride: stride, rows: n, into: y, yStride: ys,
+                                  accumulate: accumulate)
     guard let pool, pool.threads > 1 else {
         _ = tk_matmul(&args, 0, Int64(w.rows))
         return
@@ -68,5 +68,16 @@ private func run(weight w: WeightMatrix, activations: UnsafeRawPointer, stride: 
             let range = split.range(task)
             _ = tk_matmul(a, Int64(range.lowerBound), Int64(range.upperBound))
         }
+    }
+}
+
+extension WeightMatrix {
+    /// The C kernels' description of a product of `n` prepared activation rows with this matrix.
+    func productArguments(activations: UnsafeRawPointer, stride: Int, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                          yStride ys: Int, accumulate: Bool) -> tk_matmul_args {
+        tk_matmul_args(type: type.rawValue, weights: base, row_bytes: rowBytes, cols: Int64(cols),
+                       x: activations, x_stride: stride, n: Int64(n), y: y, y_stride: Int64(ys),
+                       packed: packed.map { UnsafeRawPointer($0.base) }, packed_rows: Int64(packed?.rows ?? 0),
+                       accumulate: accumulate ? 1 : 0)
     }
 }

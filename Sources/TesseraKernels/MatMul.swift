@@ -48,28 +48,33 @@ extension WeightMatrix {
 ///   - scratch: `weight.scratchCount(mode: mode, threads: pool?.threads ?? 1)` floats.
 ///   - mode: `.exact` float32 or `.fast` (quantized activations, see `ComputeMode`).
 ///   - pool: threads to split the output rows across; nil runs on the caller.
+///   - accumulate: add the product to `y` (`y += x·Wᵀ`, a fused residual add) instead of overwriting it; the sums
+///     equal a separate `add` of the product bit for bit.
 public func matmul(_ x: UnsafePointer<Float>, rows n: Int, xStride: Int? = nil, weight w: WeightMatrix,
                    into y: UnsafeMutablePointer<Float>, yStride: Int? = nil, scratch: UnsafeMutablePointer<Float>,
-                   mode: ComputeMode = .exact, pool: ThreadPool? = nil) {
+                   mode: ComputeMode = .exact, pool: ThreadPool? = nil, accumulate: Bool = false) {
     let xs = xStride ?? w.cols, ys = yStride ?? w.rows
     guard n > 0 else { return }
-    if mode == .fast, fastMatmul(x, rows: n, xStride: xs, weight: w, into: y, yStride: ys, scratch: scratch, pool: pool) {
+    if mode == .fast, fastMatmul(x, rows: n, xStride: xs, weight: w, into: y, yStride: ys, scratch: scratch, pool: pool,
+                                 accumulate: accumulate) {
         return
     }
     guard let pool, pool.threads > 1 else {
-        exactRows(0..<w.rows, x, rows: n, xStride: xs, weight: w, into: y, yStride: ys, scratch: scratch)
+        exactRows(0..<w.rows, x, rows: n, xStride: xs, weight: w, into: y, yStride: ys, scratch: scratch,
+                  accumulate: accumulate)
         return
     }
     let split = RowSplit(rows: w.rows, threads: pool.threads)
     pool.run(tasks: split.tasks) { task, worker in
         exactRows(split.range(task), x, rows: n, xStride: xs, weight: w, into: y, yStride: ys,
-                  scratch: scratch + worker &* w.scratchCount)
+                  scratch: scratch + worker &* w.scratchCount, accumulate: accumulate)
     }
 }
 
 /// Output rows `range` of an exact product; `scratch` holds four decoded rows.
 func exactRows(_ range: Range<Int>, _ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, weight w: WeightMatrix,
-               into y: UnsafeMutablePointer<Float>, yStride ys: Int, scratch: UnsafeMutablePointer<Float>) {
+               into y: UnsafeMutablePointer<Float>, yStride ys: Int, scratch: UnsafeMutablePointer<Float>,
+               accumulate: Bool = false) {
     let cols = w.cols
     let direct = w.floats
     @inline(__always) func row(_ r: Int, slot: Int) -> UnsafePointer<Float> {
@@ -84,13 +89,20 @@ func exactRows(_ range: Range<Int>, _ x: UnsafePointer<Float>, rows n: Int, xStr
         for i in 0..<n {
             let d = dot4(x + i &* xs, w0, w1, w2, w3, count: cols)
             let out = y + (i &* ys &+ r)
-            out[0] = d[0]; out[1] = d[1]; out[2] = d[2]; out[3] = d[3]
+            if accumulate {
+                out[0] += d[0]; out[1] += d[1]; out[2] += d[2]; out[3] += d[3]
+            } else {
+                out[0] = d[0]; out[1] = d[1]; out[2] = d[2]; out[3] = d[3]
+            }
         }
         r &+= 4
     }
     while r < range.upperBound {
         let w0 = row(r, slot: 0)
-        for i in 0..<n { y[i &* ys &+ r] = dot(x + i &* xs, w0, count: cols) }
+        for i in 0..<n {
+            let d = dot(x + i &* xs, w0, count: cols)
+            if accumulate { y[i &* ys &+ r] += d } else { y[i &* ys &+ r] = d }
+        }
         r &+= 1
     }
 }

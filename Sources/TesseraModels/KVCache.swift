@@ -1,5 +1,6 @@
 // Per-sequence key/value storage for attention, preallocated for a fixed context length.
 import Foundation
+import TesseraKernels
 
 /// Keys and values of past positions, per sequence slot and layer.
 /// `offset(of:)` positions of a slot are valid; the model writes new positions through `keys`/`values`,
@@ -20,6 +21,26 @@ public protocol KVCache: AnyObject {
     func keys(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float>
     /// Values of `layer` for `sequence`: `[contextLength × kvDim]`.
     func values(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float>
+    /// How a position's keys and values are stored (what attention kernels read).
+    var layout: KVLayout { get }
+    /// Stores the key and value (`kvDim` floats each) of `position`.
+    func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
+    /// Positions `first ..< first + length` of `sequence` for an attention kernel.
+    func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan
+}
+
+extension KVCache {
+    public var layout: KVLayout { .float(stride: kvDim) }
+
+    public func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        (keys(layer: layer, sequence: sequence) + position * kvDim).update(from: key, count: kvDim)
+        (values(layer: layer, sequence: sequence) + position * kvDim).update(from: value, count: kvDim)
+    }
+
+    public func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan {
+        AttentionSpan(keys: UnsafeRawPointer(keys(layer: layer, sequence: sequence) + first * kvDim),
+                      values: UnsafeRawPointer(values(layer: layer, sequence: sequence) + first * kvDim), length: length)
+    }
 }
 
 extension KVCache {

@@ -10,6 +10,23 @@ public protocol Linear: Sendable {
     var scratchCount: Int { get }
     func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         scratch: UnsafeMutablePointer<Float>)
+    /// `y += x·Wᵀ (+ bias)`: a residual add. Dense linears fold it into the product's stores; the default computes
+    /// into `temp` (`n × outputSize` floats) and adds.
+    func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                    temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>)
+    /// The dense product behind this linear when it needs no communication (a whole matrix or a column shard), so a
+    /// model may fuse it with others reading the same input; nil otherwise.
+    var fusable: DenseLinear? { get }
+}
+
+extension Linear {
+    public func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                           temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        self(x, rows: n, into: temp, scratch: scratch)
+        add(temp, into: y, count: n * outputSize)
+    }
+
+    public var fusable: DenseLinear? { nil }
 }
 
 /// A whole weight matrix (in place in the checkpoint) with an optional bias.
@@ -31,6 +48,25 @@ public struct DenseLinear: Linear {
     public func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                                scratch: UnsafeMutablePointer<Float>) {
         matmul(x, rows: n, weight: weight, into: y, scratch: scratch, mode: compute.mode, pool: compute.pool)
+        addBias(rows: n, into: y)
+    }
+
+    /// Without a bias, the product adds itself to `y` in its stores (equal to a separate add bit for bit).
+    public func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                           temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        guard bias == nil else {
+            self(x, rows: n, into: temp, scratch: scratch)
+            add(temp, into: y, count: n * outputSize)
+            return
+        }
+        matmul(x, rows: n, weight: weight, into: y, scratch: scratch, mode: compute.mode, pool: compute.pool,
+               accumulate: true)
+    }
+
+    public var fusable: DenseLinear? { self }
+
+    /// Adds the bias (if any) to `n` output rows.
+    public func addBias(rows n: Int, into y: UnsafeMutablePointer<Float>) {
         guard let bias else { return }
         bias.withUnsafeBufferPointer { b in
             for i in 0..<n { add(b.baseAddress!, into: y + i * weight.rows, count: weight.rows) }

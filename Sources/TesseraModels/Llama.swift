@@ -41,11 +41,11 @@ public final class LlamaModel: LanguageModel {
     public let embedding: WeightMatrix    // [vocab × hidden]
     /// Decoder layers `heldLayers`, in order; a parallel plan may replace their linears (and head counts) by this
     /// rank's shards.
-    public var blocks: [LlamaBlock] { didSet { layoutError = fitLayout() } }
+    public var blocks: [LlamaBlock] { didSet { layoutError = fitLayout(); fuse() } }
     /// The layers this instance holds (all, or a pipeline stage's range); layer indices stay absolute.
     public let heldLayers: Range<Int>
     public let norm: [Float]              // [hidden]
-    public var head: any Linear { didSet { layoutError = fitLayout() } }  // [vocab × hidden]
+    public var head: any Linear { didSet { layoutError = fitLayout(); fuse() } }  // [vocab × hidden]
     public let rope: RoPE
     /// Why the current blocks/head do not fit the config and arena, if they do not; forward passes throw it.
     private var layoutError: ModelError?
@@ -54,6 +54,11 @@ public final class LlamaModel: LanguageModel {
     let workspace: Workspace
     /// Arithmetic of the element-wise steps (the linears carry their own `ComputeOptions`).
     let mode: ComputeMode
+    /// Whether to fuse operators, and the threads attention splits across.
+    let compute: ComputeOptions
+    /// Per held layer, Q/K/V as one fused product and gate/up as one with SiLU·mul (nil where not fusable).
+    private var fusedQKV: [FusedProducts?] = []
+    private var fusedGateUp: [FusedProducts?] = []
 
     public var vocabularySize: Int { config.vocabularySize }
     public var hiddenSize: Int { config.hiddenSize }
@@ -74,9 +79,34 @@ public final class LlamaModel: LanguageModel {
         }
         self.config = config; self.embedding = embedding; self.blocks = blocks; self.norm = norm
         self.head = head; self.rope = rope; self.store = store
-        workspace = Workspace(maxTokens: options.maxBatchTokens, config: config)
+        workspace = Workspace(maxTokens: options.maxBatchTokens, config: config, threads: options.compute.threads)
         mode = options.compute.mode
+        compute = options.compute
         if let error = fitLayout() { throw error }
+        fuse()
+    }
+
+    /// Builds the fused operators of every held layer whose linears allow it (dense or column-shard products of one
+    /// activation format, no bias on gate/up), and grows the scratch they need.
+    private func fuse() {
+        fusedQKV = []; fusedGateUp = []
+        guard compute.fused, layoutError == nil else { return }
+        func fusion(_ linears: [any Linear], epilogue: FusedProducts.Epilogue) -> FusedProducts? {
+            let dense = linears.compactMap { $0.fusable }
+            guard dense.count == linears.count, let first = dense.first,
+                  dense.allSatisfy({ $0.compute.mode == first.compute.mode && $0.compute.pool === first.compute.pool }),
+                  epilogue == .none || dense.allSatisfy({ $0.bias == nil }) else { return nil }
+            return FusedProducts(dense.map(\.weight), compute: first.compute, epilogue: epilogue)
+        }
+        fusedQKV = blocks.map { fusion([$0.attention.q, $0.attention.k, $0.attention.v], epilogue: .none) }
+        fusedGateUp = blocks.map { fusion([$0.mlp.gate, $0.mlp.up], epilogue: .siluMul) }
+        let scratch = (fusedQKV + fusedGateUp).compactMap { $0?.scratchCount }.max() ?? 0
+        workspace.reserveRowScratch(scratch)
+    }
+
+    /// Online-softmax attention (one pool job per chunk) rather than the exact per-head form with a score array.
+    private func usesOnlineAttention(_ cache: any KVCache) -> Bool {
+        (compute.fused && mode == .fast) || cache.layout != .float(stride: cache.kvDim)
     }
 
     /// Key/value floats per position and layer on this rank: `kvHeads · headDim`.
@@ -164,46 +194,84 @@ public final class LlamaModel: LanguageModel {
     /// so tokens of one sequence in this chunk see each other.
     func attention(block l: Int, x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>, cache: any KVCache) {
         let ws = workspace, n = tokens.count, hidden = hiddenSize, headDim = config.headDim, half = headDim / 2
-        let block = blocks[l - heldLayers.lowerBound], att = block.attention
+        let index = l - heldLayers.lowerBound, block = blocks[index], att = block.attention
         let qDim = att.headCount * headDim, kvDim = att.kvHeadCount * headDim
-        block.attentionNorm.withUnsafeBufferPointer { w in
-            for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+        if !fusedQKV.isEmpty, let qkv = fusedQKV[index] {
+            block.attentionNorm.withUnsafeBufferPointer { w in
+                qkv(x, rows: n, norm: FusedNorm(weight: w.baseAddress!, eps: config.rmsNormEps), normed: ws.xb,
+                    outputs: FusedOutputs(ws.q, ws.k, ws.v), scratch: ws.rowScratch)
+            }
+            att.q.fusable?.addBias(rows: n, into: ws.q)
+            att.k.fusable?.addBias(rows: n, into: ws.k)
+            att.v.fusable?.addBias(rows: n, into: ws.v)
+        } else {
+            block.attentionNorm.withUnsafeBufferPointer { w in
+                for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+            }
+            att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
+            att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
+            att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
         }
-        att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
-        att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
-        att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
         for (i, t) in tokens.enumerated() {
             rope.apply(ws.q + i * qDim, heads: att.headCount, cos: ws.cos + i * half, sin: ws.sin + i * half)
             rope.apply(ws.k + i * kvDim, heads: att.kvHeadCount, cos: ws.cos + i * half, sin: ws.sin + i * half)
-            let s = batch.sequences[t], p = batch.positions[t]
-            (cache.keys(layer: l, sequence: s) + p * kvDim).update(from: ws.k + i * kvDim, count: kvDim)
-            (cache.values(layer: l, sequence: s) + p * kvDim).update(from: ws.v + i * kvDim, count: kvDim)
+            cache.write(layer: l, sequence: batch.sequences[t], position: batch.positions[t], key: ws.k + i * kvDim,
+                        value: ws.v + i * kvDim)
         }
         let scale = 1 / Float(headDim).squareRoot()
-        for (i, t) in tokens.enumerated() {
-            let s = batch.sequences[t], p = batch.positions[t]
-            let first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
-            TesseraKernels.attention(
-                query: ws.q + i * qDim, keys: cache.keys(layer: l, sequence: s) + first * kvDim,
-                values: cache.values(layer: l, sequence: s) + first * kvDim, length: p - first + 1,
-                kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
-                scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
+        if usesOnlineAttention(cache) {
+            for (i, t) in tokens.enumerated() {
+                let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+                ws.spans[i] = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
+            }
+            OnlineAttention(heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
+                            layout: cache.layout, pool: compute.pool)(
+                queries: ws.q, queryStride: qDim, spans: ws.spans, tokens: n, output: ws.attn, outputStride: qDim,
+                partials: ws.partials)
+        } else {
+            for (i, t) in tokens.enumerated() {
+                let s = batch.sequences[t], p = batch.positions[t]
+                let first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+                TesseraKernels.attention(
+                    query: ws.q + i * qDim, keys: cache.keys(layer: l, sequence: s) + first * kvDim,
+                    values: cache.values(layer: l, sequence: s) + first * kvDim, length: p - first + 1,
+                    kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
+                    scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
+            }
         }
-        att.o(ws.attn, rows: n, into: ws.xb, scratch: ws.rowScratch)
-        add(ws.xb, into: x, count: n * hidden)
+        residual(att.o, ws.attn, rows: n, into: x)
+    }
+
+    /// x += linear(input): folded into the product's stores when fusing, else a product into `xb` and an add.
+    private func residual(_ linear: any Linear, _ input: UnsafePointer<Float>, rows n: Int,
+                          into x: UnsafeMutablePointer<Float>) {
+        let ws = workspace
+        if compute.fused {
+            linear.accumulate(input, rows: n, into: x, temp: ws.xb, scratch: ws.rowScratch)
+        } else {
+            linear(input, rows: n, into: ws.xb, scratch: ws.rowScratch)
+            add(ws.xb, into: x, count: n * hiddenSize)
+        }
     }
 
     /// x += down(silu(gate(h)) ⊙ up(h)) with h = RMSNorm(x).
     func mlp(block l: Int, x: UnsafeMutablePointer<Float>, rows n: Int) {
-        let ws = workspace, hidden = hiddenSize, block = blocks[l - heldLayers.lowerBound], mlp = block.mlp
-        block.mlpNorm.withUnsafeBufferPointer { w in
-            for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+        let ws = workspace, hidden = hiddenSize, index = l - heldLayers.lowerBound
+        let block = blocks[index], mlp = block.mlp
+        if !fusedGateUp.isEmpty, let gateUp = fusedGateUp[index] {
+            block.mlpNorm.withUnsafeBufferPointer { w in
+                gateUp(x, rows: n, norm: FusedNorm(weight: w.baseAddress!, eps: config.rmsNormEps), normed: ws.xb,
+                       outputs: FusedOutputs(ws.gate, ws.up), scratch: ws.rowScratch)
+            }
+        } else {
+            block.mlpNorm.withUnsafeBufferPointer { w in
+                for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+            }
+            mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
+            mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
+            siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize, mode: mode)
         }
-        mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
-        mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
-        siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize, mode: mode)
-        mlp.down(ws.gate, rows: n, into: ws.xb, scratch: ws.rowScratch)
-        add(ws.xb, into: x, count: n * hidden)
+        residual(mlp.down, ws.gate, rows: n, into: x)
     }
 
     /// Final RMSNorm of the rows that want logits, then the head; returns how many logit rows it wrote.

@@ -1,4 +1,5 @@
 // The activation arena: every buffer a forward chunk needs, allocated once when the model is built.
+import TesseraKernels
 
 /// Scratch activations for up to `maxTokens` tokens per forward chunk. Not thread-safe: one forward at a time.
 final class Workspace {
@@ -17,9 +18,11 @@ final class Workspace {
     private(set) var rowScratchCount = 0
     private(set) var scores: UnsafeMutablePointer<Float>  // (scoreCapacity,) attention scores of one head
     private(set) var scoreCapacity: Int
+    let spans: UnsafeMutablePointer<AttentionSpan>  // (maxTokens,) each token's cached keys and values
+    let partials: UnsafeMutablePointer<Float>  // split-attention partial results
     private var buffers: [UnsafeMutablePointer<Float>] = []
 
-    init(maxTokens: Int, config: LlamaConfig) {
+    init(maxTokens: Int, config: LlamaConfig, threads: Int) {
         self.maxTokens = maxTokens
         var all: [UnsafeMutablePointer<Float>] = []
         func make(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -34,6 +37,8 @@ final class Workspace {
         attn = make(t * config.queryDim)
         gate = make(t * config.intermediateSize); up = make(t * config.intermediateSize)
         cos = make(t * config.headDim / 2); sin = make(t * config.headDim / 2)
+        partials = make(OnlineAttention.partialsCount(headDim: config.headDim, threads: threads))
+        spans = UnsafeMutablePointer<AttentionSpan>.allocate(capacity: maxTokens)
         rowScratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
         scoreCapacity = config.contextLength
         scores = UnsafeMutablePointer<Float>.allocate(capacity: scoreCapacity)
@@ -61,6 +66,7 @@ final class Workspace {
 
     deinit {
         for p in buffers { p.deallocate() }
+        spans.deallocate()
         scores.deallocate()
         rowScratch.deallocate()
     }

@@ -45,6 +45,8 @@ public struct ColumnParallelLinear: Linear {
                                scratch: UnsafeMutablePointer<Float>) {
         local(x, rows: n, into: y, scratch: scratch)
     }
+
+    public var fusable: DenseLinear? { local }
 }
 
 /// Input features `inputs` of a linear: a column slice of its weight, copied into owned memory, applied to this

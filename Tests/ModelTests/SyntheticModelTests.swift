@@ -28,7 +28,8 @@ final class SyntheticModelTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4, "max |logit - naive|", file: file, line: line)
     }
 
-    func memoryModel(_ c: LlamaConfig, seed: UInt64, maxBatchTokens: Int = 64) throws -> (LlamaModel, [String: [Float]]) {
+    func memoryModel(_ c: LlamaConfig, seed: UInt64, maxBatchTokens: Int = 64,
+                     compute: ComputeOptions = .exact) throws -> (LlamaModel, [String: [Float]]) {
         let store = MemoryStore()
         var weights: [String: [Float]] = [:]
         for (name, shape, values) in randomWeights(c, seed: seed) {
@@ -36,8 +37,37 @@ final class SyntheticModelTests: XCTestCase {
             weights[name] = values
         }
         let model = try LlamaModel(config: c, store: store, naming: .huggingFace, file: "memory",
-                                   options: LoadOptions(maxBatchTokens: maxBatchTokens))
+                                   options: LoadOptions(maxBatchTokens: maxBatchTokens, compute: compute))
         return (model, weights)
+    }
+
+    /// Fused operators (Q/K/V, gate/up + SiLU, norms folded into the products, residual adds in the stores) against
+    /// the unfused steps, with biases and a sliding window: bit for bit in `.exact` mode, where attention is the same
+    /// code; within float rounding in `.fast` mode, where fusion also switches attention to the online softmax.
+    func testFusedEqualsUnfused() throws {
+        let c = try config(scaling: .none, bias: true, window: 5, tied: true)
+        for mode in [ComputeMode.exact, .fast] {
+            for threads in [1, 2] {
+                func logits(fused: Bool) throws -> [Float] {
+                    let compute = ComputeOptions(mode: mode, pool: threads > 1 ? ThreadPool(threads: threads) : nil,
+                                                 fused: fused)
+                    let (model, weights) = try memoryModel(c, seed: 7, maxBatchTokens: 4, compute: compute)
+                    try assertMatchesNaive(model, c, weights)   // batches of 4, then single-token steps
+                    let cache = try model.makeCache(sequences: 1, contextLength: 16)
+                    var all = try model.forward(Batch(tokens: Array(tokens[..<6]), allLogits: true), cache: cache)
+                    for (i, t) in tokens[6...].enumerated() {
+                        all += try model.forward(Batch(tokens: [t], startingAt: 6 + i), cache: cache)
+                    }
+                    return all
+                }
+                let fused = try logits(fused: true), unfused = try logits(fused: false)
+                if mode == .exact {
+                    XCTAssertEqual(fused.map(\.bitPattern), unfused.map(\.bitPattern), "exact, \(threads) threads")
+                } else {
+                    for (a, b) in zip(fused, unfused) { XCTAssertEqual(a, b, accuracy: 1e-4, "fast, \(threads) threads") }
+                }
+            }
+        }
     }
 
     func testHuggingFaceLayoutWithLlama3ScalingBiasAndSlidingWindow() throws {

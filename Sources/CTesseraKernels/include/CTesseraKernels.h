@@ -69,6 +69,7 @@ typedef struct {
     int64_t y_stride;
     const void *packed;   ///< rows 0 ..< packed_rows repacked by tk_pack (Q4_0, Q4_1, Q8_0), or NULL
     int64_t packed_rows;  ///< a multiple of 16
+    int32_t accumulate;   ///< nonzero: y[i, r] += product (a residual add fused into the store) instead of =
 } tk_matmul_args;
 
 /// Writes y[i, r] for r in [r0, r1) and every i < n. Each weight row is read once for all n activation rows
@@ -96,6 +97,12 @@ void tk_silu_mul(float *gate, const float *up, int64_t count);
 /// [heads × head_dim]. FMA dot products and a vectorised exp: equal to the exact form up to rounding.
 void tk_attention(const float *query, const float *keys, const float *values, int64_t length, int64_t kv_stride,
                   int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores, float *output);
+
+/// Partial attention of one query head `q[head_dim]` over positions j0 ..< j1 (j1 > j0) of float keys/values
+/// `stride` floats apart, already offset to the head's KV head: an online softmax over chunks of positions (no score
+/// array). Writes *m = max score, *l = Σ exp(s − m) and acc[d] = Σ exp(s − m)·v[d], s = scale·q·k.
+void tk_attention_partial(const float *q, const float *keys, const float *values, int64_t j0, int64_t j1,
+                          int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc);
 
 // MARK: - Thread pool
 
