@@ -104,6 +104,33 @@ void tk_attention(const float *query, const float *keys, const float *values, in
 void tk_attention_partial(const float *q, const float *keys, const float *values, int64_t j0, int64_t j1,
                           int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc);
 
+// MARK: - Quantized KV cache
+
+/// One cached position (keys or values) of `kv_dim` = kv_heads · head_dim floats in 8 bits, blocks of B elements
+/// (B = 32 when head_dim is a multiple of 32, else head_dim, so a block never spans two heads):
+/// `q: int8[kv_dim] | d: float[kv_dim / B]`, x ≈ d·q per block. Size in bytes, rounded up to 16 (0 if either
+/// size is not positive).
+size_t tk_kv_q8_row_bytes(int64_t kv_dim, int32_t head_dim);
+/// Quantizes one row: per block d = max|x| / 127, q = round-to-nearest-even(x / d) (0 when d = 0); the padding bytes
+/// are zeroed. One portable routine: bit-identical at every level.
+void tk_kv_q8_quantize(const float *x, int64_t kv_dim, int32_t head_dim, void *dst);
+/// dst[i] = d·q of element i of one row.
+void tk_kv_q8_dequantize(const void *src, int64_t kv_dim, int32_t head_dim, float *dst);
+
+/// Partial attention of one query head `q[head_dim]` over positions j0 ..< j1 of KV head `kv_head`, rows
+/// `row_bytes` apart starting at `keys`/`values`. Writes *m = max score·scale, *l = Σ exp(s − m),
+/// acc[d] = Σ exp(s − m)·v[d].
+/// j1 > j0 required (an empty range writes m = −inf, l = 0, acc = 0).
+/// Online softmax over chunks of 16 positions (no score array of the range); scores are
+/// scale · Σ_blocks d · Σ q[i]·k[i] with the query in float; a vectorised exp at the SIMD levels.
+void tk_attention_q8_partial(const float *q, const void *keys, const void *values, int64_t j0, int64_t j1,
+                             size_t row_bytes, int64_t kv_dim, int32_t head_dim, int32_t kv_head, float scale,
+                             float *m, float *l, float *acc);
+/// Merges partial results (m, l, acc) of `parts` splits (acc arrays head_dim apart) into out[head_dim] = acc/l.
+/// `out` may be `acc` itself (the first split's array).
+void tk_attention_combine(const float *m, const float *l, const float *acc, int32_t parts, int32_t head_dim,
+                          float *out);
+
 // MARK: - Thread pool
 
 /// A pool of persistent worker threads: created once, spinning briefly and then parked between jobs.
