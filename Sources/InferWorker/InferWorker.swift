@@ -5,8 +5,8 @@ struct InferWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infer-worker",
         abstract: "Tessera worker: run it as N MPI ranks (mpirun -n N, or launch/tessera).",
-        subcommands: [GenerateCommand.self, PerplexityCommand.self, TopologyCommand.self, SelfTestCommand.self,
-                      FaultDrillCommand.self])
+        subcommands: [GenerateCommand.self, PerplexityCommand.self, QuantizeCommand.self, TopologyCommand.self,
+                      SelfTestCommand.self, FaultDrillCommand.self])
 }
 
 /// Options every distributed subcommand takes.

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Writes GGUF v3 files: metadata of any value type and tensors of any `GGMLType`, each tensor's data aligned to
-/// `alignment` (written as `general.alignment` when it is not the default 32). Used by tests and synthetic models.
+/// `alignment` (written as `general.alignment` when it is not the default 32). Used by tests, synthetic models and
+/// `infer-worker quantize`.
 public struct GGUFWriter: Sendable {
     public let alignment: Int
     /// Metadata in the order it will be written.
@@ -25,14 +26,9 @@ public struct GGUFWriter: Sendable {
 
     /// Adds a tensor from its encoded bytes; `shape` is row-major (the file stores it innermost first).
     public mutating func addTensor(_ name: String, type: GGMLType, shape: [Int], data: [UInt8]) throws {
-        func fail(_ reason: String) -> FormatError { FormatError(path: "GGUFWriter", reason: "tensor '\(name)': \(reason)") }
-        guard (1 ... 4).contains(shape.count), shape.allSatisfy({ $0 > 0 }) else { throw fail("invalid shape \(shape)") }
-        guard !tensors.contains(where: { $0.info.name == name }) else { throw fail("duplicate name") }
         let info = TensorInfo(name: name, type: type, shape: shape)
-        guard info.rowLength % type.blockSize == 0, let size = type.byteCount(elements: info.elementCount) else {
-            throw fail("row length \(info.rowLength) is not a multiple of the \(type) block size \(type.blockSize)")
-        }
-        guard size == data.count else { throw fail("\(data.count) bytes given, \(type) shape \(shape) needs \(size)") }
+        let size = try GGUFWriter.checkedSize(info, after: tensors.lazy.map(\.info.name))
+        guard size == data.count else { throw GGUFWriter.tensorError(name, "\(data.count) bytes given, \(type) shape \(shape) needs \(size)") }
         tensors.append((info, data))
     }
 
@@ -44,7 +40,7 @@ public struct GGUFWriter: Sendable {
 
     /// The complete file.
     public func serialized() throws -> [UInt8] {
-        let (header, offsets) = try headerBytes()
+        let (header, offsets) = try headerBytes(tensors.map(\.info))
         var out = header
         for (i, (_, data)) in tensors.enumerated() {
             out.append(contentsOf: repeatElement(0, count: header.count + offsets[i] - out.count))
@@ -53,28 +49,65 @@ public struct GGUFWriter: Sendable {
         return out
     }
 
-    /// Writes the file to `path`, streaming the tensor data (no second copy of the model in memory).
+    /// Writes the file to `path`, streaming the tensor data (no second copy of the model in memory). The file appears
+    /// at `path` only once complete: it is written beside it under a temporary name, then renamed over `path`.
     public func write(to path: String) throws {
-        let (header, offsets) = try headerBytes()
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw FormatError(path: path, reason: "cannot create the file")
-        }
-        defer { try? handle.close() }
-        do {
-            try handle.write(contentsOf: header)
-            var written = header.count
-            for (i, (_, data)) in tensors.enumerated() {
-                try handle.write(contentsOf: [UInt8](repeating: 0, count: header.count + offsets[i] - written))
-                try handle.write(contentsOf: data)
-                written = header.count + offsets[i] + data.count
-            }
-        } catch {
-            throw FormatError(path: path, reason: "cannot write: \(error.localizedDescription)")
+        try write(to: path, tensors: tensors.map(\.info)) { i, emit in
+            try tensors[i].data.withUnsafeBytes { try emit($0) }
         }
     }
 
+    /// Writes the metadata set here and the tensors `infos`, declared up front and then produced one at a time, in
+    /// order: `produce(i, emit)` passes tensor `i`'s encoded bytes (`type.byteCount` of its elements) to `emit`, so a
+    /// converted model is written holding one tensor at a time. Tensors added with `addTensor` are not written. As
+    /// with `write(to:)`, the file appears at `path` only once complete; an error (the producer's too) leaves no file.
+    public func write(to path: String, tensors infos: [TensorInfo],
+                      produce: (_ index: Int, _ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        var names = Set<String>()
+        for info in infos { _ = try GGUFWriter.checkedSize(info, after: names); names.insert(info.name) }
+        let (header, offsets) = try headerBytes(infos)
+        let temporary = path + ".partial-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil),
+              let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw FormatError(path: path, reason: "cannot create \(temporary) to write it: \(String(cString: strerror(errno)))")
+        }
+        var complete = false
+        defer {
+            try? handle.close()
+            if !complete { unlink(temporary) }
+        }
+        func put<D: DataProtocol>(_ bytes: D, sync: Bool = false) throws {
+            do {
+                try handle.write(contentsOf: bytes)
+                if sync { try handle.synchronize() }
+            } catch {
+                throw FormatError(path: path, reason: "cannot write: \(error.localizedDescription)")
+            }
+        }
+        try put(header)
+        var written = header.count
+        for (i, info) in infos.enumerated() {
+            try put([UInt8](repeating: 0, count: header.count + offsets[i] - written))
+            let size = info.type.byteCount(elements: info.elementCount) ?? 0
+            var emitted = 0
+            try produce(i) { bytes in
+                emitted += bytes.count
+                if emitted <= size { try put(bytes) }
+            }
+            guard emitted == size else {
+                throw GGUFWriter.tensorError(info.name, "\(emitted) bytes given, \(info.type) shape \(info.shape) needs \(size)")
+            }
+            written = header.count + offsets[i] + size
+        }
+        try put([UInt8](), sync: true)
+        guard rename(temporary, path) == 0 else {
+            throw FormatError(path: path, reason: MappedBytes.errnoText(errno, action: "cannot rename \(temporary) to it"))
+        }
+        complete = true
+    }
+
     /// Header, metadata and tensor infos, padded to the alignment; and each tensor's offset in the data section.
-    private func headerBytes() throws -> ([UInt8], [Int]) {
+    private func headerBytes(_ infos: [TensorInfo]) throws -> ([UInt8], [Int]) {
         var meta = metadata
         if let existing = meta.first(where: { $0.key == "general.alignment" }) {
             guard existing.value.int == alignment else {
@@ -86,7 +119,7 @@ public struct GGUFWriter: Sendable {
         var out: [UInt8] = []
         out.append(contentsOf: Array("GGUF".utf8))
         append(&out, UInt32(3))
-        append(&out, UInt64(tensors.count))
+        append(&out, UInt64(infos.count))
         append(&out, UInt64(meta.count))
         for (key, value) in meta {
             appendString(&out, key)
@@ -95,17 +128,32 @@ public struct GGUFWriter: Sendable {
         }
         var offset = 0
         var offsets: [Int] = []
-        for (info, data) in tensors {
+        for info in infos {
             offsets.append(offset)
             appendString(&out, info.name)
             append(&out, UInt32(info.shape.count))
             for n in info.shape.reversed() { append(&out, UInt64(n)) }
             append(&out, info.type.rawValue)
             append(&out, UInt64(offset))
-            offset = (offset + data.count + alignment - 1) / alignment * alignment
+            let size = info.type.byteCount(elements: info.elementCount) ?? 0
+            offset = (offset + size + alignment - 1) / alignment * alignment
         }
         pad(&out)
         return (out, offsets)
+    }
+
+    /// The encoded size of a valid tensor `info` whose name is not among `earlier`.
+    private static func checkedSize(_ info: TensorInfo, after earlier: some Sequence<String>) throws -> Int {
+        guard (1 ... 4).contains(info.shape.count), info.shape.allSatisfy({ $0 > 0 }) else {
+            throw tensorError(info.name, "invalid shape \(info.shape)")
+        }
+        guard !earlier.contains(info.name) else { throw tensorError(info.name, "duplicate name") }
+        if let problem = info.type.rowLengthProblem(info.rowLength) { throw tensorError(info.name, problem) }
+        return info.type.byteCount(elements: info.elementCount) ?? 0
+    }
+
+    private static func tensorError(_ name: String, _ reason: String) -> FormatError {
+        FormatError(path: "GGUFWriter", reason: "tensor '\(name)': \(reason)")
     }
 
     private func pad(_ out: inout [UInt8]) {

@@ -39,6 +39,12 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
 
     public var isQuantized: Bool { blockSize > 1 }
 
+    /// Why rows of `rowLength` elements cannot be stored as this type, or nil when they split into whole blocks.
+    func rowLengthProblem(_ rowLength: Int) -> String? {
+        rowLength % blockSize == 0 ? nil
+            : "row length \(rowLength) is not a multiple of the \(self) block size \(blockSize)"
+    }
+
     /// Bytes needed for `count` elements; nil if `count` is not a whole number of blocks.
     public func byteCount(elements count: Int) -> Int? {
         count % blockSize == 0 ? (count / blockSize) * blockBytes : nil

@@ -1,0 +1,158 @@
+// Re-encoding stored tensors as F32, F16, Q8_0 or Q4_0: the per-tensor rule a model conversion follows
+// (`GGMLType.conversionTarget`) and the conversion itself, one row at a time through a row-sized float scratch
+// (dequantize the row, quantize it again), so a tensor is never held whole in float32.
+// Used by `infer-worker quantize` (whole files) and by quantize-at-load (one `TensorView` at a time).
+
+/// Bytes owned by one object: 64-byte aligned (any SIMD load), zero-filled, freed with the object. A `TensorView`
+/// or a `WeightMatrix` over these bytes holds the buffer as its `owner`, which keeps them valid.
+public final class AlignedBuffer: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let count: Int
+
+    /// `alignment` must be a power of two.
+    public init(byteCount: Int, alignment: Int = 64) {
+        precondition(byteCount >= 0 && alignment > 0 && alignment & (alignment - 1) == 0)
+        count = byteCount
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: alignment)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+    }
+
+    deinit { base.deallocate() }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    public var mutableBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
+}
+
+/// What converting a model to a requested type does to one tensor (see `GGMLType.conversionTarget`).
+public struct ConversionTarget: Sendable, Equatable, CustomStringConvertible {
+    public enum Outcome: Sendable, Equatable {
+        /// Re-encoded as the requested type.
+        case converted
+        /// Left as stored: not a 2-D weight matrix, or already of the requested type.
+        case kept
+        /// A matrix whose row length is not a multiple of the requested type's block size: F16 instead (left as
+        /// stored when it already is F16 or F32).
+        case fellBack
+    }
+
+    /// The tensor's type after the conversion (its stored type when kept).
+    public let type: GGMLType
+    public let outcome: Outcome
+
+    public init(type: GGMLType, outcome: Outcome) {
+        self.type = type; self.outcome = outcome
+    }
+
+    public var description: String { "\(outcome) as \(type)" }
+}
+
+/// A tensor that cannot be converted: which one, and why.
+public struct TensorConversionError: Error, CustomStringConvertible {
+    public let tensor: String
+    public let reason: String
+    public var description: String { "tensor '\(tensor)': \(reason)" }
+}
+
+extension GGMLType {
+    /// The types a tensor can be converted to (those `quantize` produces), in the order command lines list them.
+    public static let conversionTypes: [GGMLType] = [.q8_0, .q4_0, .f16, .f32]
+
+    /// The type named `name` (`q8_0`, `Q4_K`, `f16`, ... any case), or nil.
+    public init?(name: String) {
+        guard let type = GGMLType.allCases.first(where: { $0.description.lowercased() == name.lowercased() }) else {
+            return nil
+        }
+        self = type
+    }
+
+    /// What converting a model to `requested` (one of `conversionTypes`) does to the tensor `info`:
+    /// - only 2-D weight matrices (name ending in `weight`) are converted; 1-D tensors (norms, biases) and tensors of
+    ///   other ranks are kept as stored, and so is a matrix already of the requested type;
+    /// - a matrix whose row length is not a multiple of the requested type's block size (stories260K's `ffn_down`
+    ///   has 172 columns, Q8_0 blocks hold 32) falls back: kept as stored when it is F16 or F32, else F16.
+    public static func conversionTarget(for info: TensorInfo, requested: GGMLType) -> ConversionTarget {
+        precondition(requested.canQuantize, "\(requested) is not a conversion target")
+        guard info.shape.count == 2, info.name.hasSuffix("weight"), info.type != requested else {
+            return ConversionTarget(type: info.type, outcome: .kept)
+        }
+        guard info.rowLength % requested.blockSize == 0 else {
+            let float = info.type == .f16 || info.type == .f32
+            return ConversionTarget(type: float ? info.type : .f16, outcome: .fellBack)
+        }
+        return ConversionTarget(type: requested, outcome: .converted)
+    }
+
+    /// Re-encodes `rows` rows of `rowLength` elements stored as `self` at `src` (`rowLength` a multiple of both
+    /// block sizes) into `target` (`canQuantize`) at `dst`, which holds `rows × target.byteCount(rowLength)` bytes.
+    /// Each row is dequantized into `scratch` (`rowLength` floats) and quantized from there, so the result is
+    /// exactly `target.quantize` of `self.dequantize`; the same type is a plain copy.
+    public func convertRows(_ src: UnsafeRawPointer, rows: Int, rowLength: Int, to target: GGMLType,
+                            into dst: UnsafeMutableRawPointer, scratch: UnsafeMutablePointer<Float>) {
+        guard let srcRowBytes = byteCount(elements: rowLength), let dstRowBytes = target.byteCount(elements: rowLength),
+              target.canQuantize else {
+            preconditionFailure("cannot convert rows of \(rowLength) \(self) values to \(target)")
+        }
+        if target == self {
+            dst.copyMemory(from: src, byteCount: rows * srcRowBytes)
+            return
+        }
+        for r in 0 ..< rows {
+            dequantize(src + r * srcRowBytes, count: rowLength, into: scratch)
+            target.quantize(scratch, count: rowLength, into: dst + r * dstRowBytes)
+        }
+    }
+}
+
+/// Whole-tensor conversions, checked: errors name the tensor and what stands in the way.
+public enum TensorConversion {
+    /// Bytes `info` takes once converted to `target`; throws when its rows do not split into `target`'s blocks.
+    public static func byteCount(_ info: TensorInfo, as target: GGMLType) throws -> Int {
+        guard target.canQuantize else {
+            throw TensorConversionError(tensor: info.name, reason: "cannot convert to \(target): the conversion "
+                + "targets are \(GGMLType.conversionTypes.map { "\($0)" }.joined(separator: ", "))")
+        }
+        if let problem = target.rowLengthProblem(info.rowLength) { throw TensorConversionError(tensor: info.name, reason: problem) }
+        return target.byteCount(elements: info.elementCount) ?? 0
+    }
+
+    /// Converts the tensor `info` (any type `dequantize` reads, any shape; rows run along the last dimension) whose
+    /// bytes are `data` into `target` (F32, F16, Q8_0 or Q4_0), writing `byteCount(info, as: target)` bytes to `dst`.
+    public static func convert(_ data: UnsafeRawBufferPointer, _ info: TensorInfo, to target: GGMLType,
+                               into dst: UnsafeMutableRawBufferPointer) throws {
+        let size = try byteCount(info, as: target)
+        if let problem = info.type.rowLengthProblem(info.rowLength) { throw TensorConversionError(tensor: info.name, reason: problem) }
+        let needed = info.type.byteCount(elements: info.elementCount) ?? 0
+        guard data.count == needed else {
+            throw TensorConversionError(tensor: info.name, reason: "\(data.count) bytes, \(info.type) shape \(info.shape) has \(needed)")
+        }
+        guard dst.count >= size else {
+            throw TensorConversionError(tensor: info.name, reason: "destination holds \(dst.count) bytes, \(target) needs \(size)")
+        }
+        guard size > 0, let src = data.baseAddress, let out = dst.baseAddress else { return }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: info.rowLength)
+        defer { scratch.deallocate() }
+        info.type.convertRows(src, rows: info.rowCount, rowLength: info.rowLength, to: target, into: out, scratch: scratch)
+    }
+
+    /// The tensor converted into a new 64-byte-aligned buffer of its own.
+    public static func convert(_ data: UnsafeRawBufferPointer, _ info: TensorInfo, to target: GGMLType) throws -> AlignedBuffer {
+        let buffer = AlignedBuffer(byteCount: try byteCount(info, as: target))
+        try convert(data, info, to: target, into: buffer.mutableBytes)
+        return buffer
+    }
+}
+
+extension TensorView {
+    /// This tensor re-encoded as `target` (F32, F16, Q8_0 or Q4_0): a view of a new 64-byte-aligned `AlignedBuffer`,
+    /// which is its `owner` (a `WeightMatrix` made from it keeps the buffer alive). `self`, uncopied, when already
+    /// `target`. Throws `TensorConversionError` naming the tensor when its rows do not split into `target`'s blocks.
+    /// `data` is valid only while the returned view (its `owner`) is alive: keep the view, or a `WeightMatrix` made
+    /// from it, not just `data` (`withExtendedLifetime` around a use of `data` alone).
+    public func converted(to target: GGMLType) throws -> TensorView {
+        guard info.type != target else { return self }
+        let buffer = try TensorConversion.convert(data, info, to: target)
+        var converted = info
+        converted.type = target
+        return TensorView(info: converted, data: buffer.bytes, owner: buffer)
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import TesseraFormats
+import TesseraTestSupport
+import XCTest
+
+/// `infer-worker quantize` end to end on stories260K (F32): the converted files load, keep every metadata key but
+/// `general.file_type`, hold the expected tensor types, and score within 1% of the F32 file's perplexity; bad input
+/// exits non-zero with a message naming what is wrong.
+final class QuantizeCommandTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-quantize-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    var storiesGGUF: String { Repo.shared.appendingPathComponent("models/stories260K/gguf/stories260K-f32.gguf").path }
+    var storiesHF: String { Repo.shared.appendingPathComponent("models/stories260K/hf").path }
+
+    func quantize(_ arguments: [String]) throws -> ProcessResult {
+        try runProcess(Repo.executable("infer-worker"), ["quantize"] + arguments, timeout: 120)
+    }
+
+    func perplexity(_ model: String, file: StaticString = #filePath, line: UInt = #line) throws -> Double {
+        let text = Repo.shared.appendingPathComponent("reference/ppl.txt").path
+        let r = try runProcess(Repo.executable("infer-worker"), ["perplexity", "--model", model, "--file", text], timeout: 120)
+        XCTAssertEqual(r.status, 0, "\(r)", file: file, line: line)
+        let fields = r.stdout.split(separator: " ")
+        return try XCTUnwrap(fields.count > 1 ? Double(fields[1]) : nil, "no perplexity in \(r)", file: file, line: line)
+    }
+
+    func testStories260KToQ8_0AndF16() throws {
+        let reference = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: Repo.shared.appendingPathComponent("reference/stories260K.json"))) as! [String: Any]
+        let referencePPL = try XCTUnwrap((reference["perplexity"] as? [String: Any])?["ppl"] as? Double)
+        let f32PPL = try perplexity(storiesGGUF)
+        XCTAssertEqual(f32PPL, referencePPL, accuracy: referencePPL * 0.001, "F32 file against the transformers reference")
+        let input = try GGUFFile(path: storiesGGUF)
+
+        for (type, ggml, fileType) in [("q8_0", GGMLType.q8_0, 7), ("f16", .f16, 1)] {
+            let out = dir.appendingPathComponent("stories260K-\(type).gguf").path
+            let r = try quantize(["--model", storiesGGUF, "--type", type, "--out", out])
+            XCTAssertEqual(r.status, 0, "\(r)")
+            XCTAssertEqual(r.stdout, "", "the summary goes to stderr")
+            let fallen = type == "q8_0" ? 5 : 0
+            for piece in ["converted to \(ggml.description)", "11 kept", "\(fallen) fallen back", "bytes", "ratio"] {
+                XCTAssertTrue(r.stderr.contains(piece), "\(type): expected '\(piece)' in:\n\(r.stderr)")
+            }
+
+            let output = try GGUFFile(path: out)
+            XCTAssertEqual(output.metadata["general.file_type"]?.int, fileType, type)
+            XCTAssertEqual(output.metadataKeys.filter { $0 != "general.file_type" },
+                           input.metadataKeys.filter { $0 != "general.file_type" }, "\(type): keys and their order")
+            for key in input.metadataKeys where key != "general.file_type" {
+                XCTAssertEqual(output.metadata[key], input.metadata[key], "\(type): metadata '\(key)'")
+            }
+            XCTAssertEqual(output.alignment, input.alignment)
+            XCTAssertEqual(output.tensorNames, input.tensorNames, "\(type): tensor order")
+            for name in input.tensorNames {
+                let before = try XCTUnwrap(input.tensorInfos[name]), after = try XCTUnwrap(output.tensorInfos[name])
+                let expected: GGMLType = before.shape.count == 1 ? .f32 : name.hasSuffix("ffn_down.weight") && ggml == .q8_0 ? .f32 : ggml
+                XCTAssertEqual(after, TensorInfo(name: name, type: expected, shape: before.shape), type)
+            }
+
+            let ppl = try perplexity(out)
+            print(String(format: "stories260K perplexity: F32 %.5f, %@ %.5f (%+.3f%%); %d -> %d bytes", f32PPL, type, ppl,
+                         100 * (ppl / f32PPL - 1), try size(storiesGGUF), try size(out)))
+            XCTAssertEqual(ppl, f32PPL, accuracy: f32PPL * 0.01, "\(type) perplexity within 1% of F32")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(),
+                       ["stories260K-f16.gguf", "stories260K-q8_0.gguf"], "no temporary left behind")
+    }
+
+    func size(_ path: String) throws -> Int { try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int }
+
+    func expectFailure(_ arguments: [String], _ expected: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try quantize(arguments)
+        XCTAssertNotEqual(r.status, 0, "\(r)", file: file, line: line)
+        XCTAssertFalse(r.timedOut, file: file, line: line)
+        for piece in expected { XCTAssertTrue(r.stderr.contains(piece), "expected '\(piece)' in:\n\(r.stderr)", file: file, line: line) }
+    }
+
+    func testBadInputs() throws {
+        let out = dir.appendingPathComponent("out.gguf").path
+        try expectFailure(["--model", "/nonexistent/model.gguf", "--type", "q8_0", "--out", out],
+                          ["/nonexistent/model.gguf", "no such file"])
+        for input in [storiesHF, storiesHF + "/model.safetensors"] {
+            try expectFailure(["--model", input, "--type", "q8_0", "--out", out], [input, "GGUF", "--quantize"])
+        }
+        try expectFailure(["--model", storiesGGUF, "--type", "q5_k", "--out", out], ["q5_k", "q8_0, q4_0, f16, f32"])
+        try expectFailure(["--model", storiesGGUF, "--type", "q8_0", "--out", dir.path], [dir.path, "folder"])
+        try expectFailure(["--model", storiesGGUF, "--type", "q8_0", "--out", "/nonexistent-folder/out.gguf"],
+                          ["/nonexistent-folder/out.gguf", "cannot create"])
+
+        // the input is refused as the output under any spelling, and left untouched
+        let copy = dir.appendingPathComponent("in.gguf")
+        try FileManager.default.copyItem(atPath: storiesGGUF, toPath: copy.path)
+        let link = dir.appendingPathComponent("link.gguf").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: copy.path)
+        for spelling in [copy.path, dir.path + "/./in.gguf", link] {
+            try expectFailure(["--model", copy.path, "--type", "q8_0", "--out", spelling], [spelling, "input file", "overwrite"])
+        }
+        XCTAssertEqual(try Data(contentsOf: copy), try Data(contentsOf: URL(fileURLWithPath: storiesGGUF)))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["in.gguf", "link.gguf"],
+                       "no output and no temporary written")
+    }
+}
