@@ -18,6 +18,25 @@ struct ModelOptions: ParsableArguments {
     var fast = false
     @Flag(help: "Run every operator unfused (separate Q/K/V and gate/up products, RMSNorm, residual adds, attention with a score array): for measuring what fusion buys.")
     var noFusion = false
+    @Option(help: "Convert F32/F16/BF16 weight matrices to this type while loading: q8_0 or q4_0 (quantized checkpoints are kept as they are; `infer-worker quantize` writes a converted file).")
+    var quantize: String?
+    @Option(help: "How the KV cache stores keys and values: f32 (exact) or q8_0 (8-bit, about 3.4x smaller).")
+    var kvCache = "f32"
+
+    /// Everything the model loader takes from the command line; `layers` is a pipeline stage's range.
+    func loadOptions(layers: Range<Int>? = nil) throws -> LoadOptions {
+        guard let kv = KVCacheType(rawValue: kvCache) else {
+            throw ValidationError("--kv-cache must be f32 or q8_0, got '\(kvCache)'")
+        }
+        var type: GGMLType?
+        if let quantize {
+            guard let t = GGMLType(name: quantize), t == .q8_0 || t == .q4_0 else {
+                throw ValidationError("--quantize must be q8_0 or q4_0, got '\(quantize)'")
+            }
+            type = t
+        }
+        return LoadOptions(layers: layers, compute: try compute(), kvCache: kv, quantize: type)
+    }
 
     /// How the model computes: exact float32 or the fast kernels, on `threads` threads.
     func compute() throws -> ComputeOptions {

@@ -24,7 +24,7 @@ extension GenerateCommand {
         let layers = try topology.layerRanges(layerCount: config.layerCount)[role.ppStage]
         let model: any LanguageModel
         var tensorParallel: TensorParallelModel? = nil
-        let options = LoadOptions(layers: layers, compute: try modelOptions.compute())
+        let options = try modelOptions.loadOptions(layers: layers)
         if let tpGroup = groups.tensorParallel, tpGroup.size > 1 {
             let plan = try TensorParallelPlan(source: source, size: tpGroup.size)     // fails before any weight is read
             let group = CommunicatorGroup(tpGroup, reduction: tpReduction == .mpi ? .mpi : .rankOrder)
@@ -116,7 +116,7 @@ extension GenerateCommand {
             let floats = outputs.flatMap { $0.promptLogits ?? [] }
             try floats.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: promptLogits)) }
         }
-        log(speedReport(stats))
+        log(speedReport(stats, weightBytes: model.weightBytes))
     }
 
     /// Resident weights = pages of this rank's weight mappings + the slices it copied into its own memory. The
@@ -190,10 +190,10 @@ func warmFileCache(_ modelPath: String) {
     if tty { fputs("\r" + String(repeating: " ", count: 100) + "\r", stderr) }
 }
 
-func speedReport(_ s: GenerationStats) -> String {
-    String(format: "tessera: prompt %d tokens, %.1f tokens/s; generated %d tokens, %.1f tokens/s; time to first token %.3f s; peak memory %.1f MiB",
+func speedReport(_ s: GenerationStats, weightBytes: Int) -> String {
+    String(format: "tessera: prompt %d tokens, %.1f tokens/s; generated %d tokens, %.1f tokens/s; time to first token %.3f s; weights %.1f MiB; peak memory %.1f MiB",
            s.promptTokens, s.promptTokensPerSecond, s.generatedTokens, s.generatedTokensPerSecond, s.timeToFirstToken,
-           Double(peakResidentBytes()) / 1048576)
+           Double(weightBytes) / 1048576, Double(peakResidentBytes()) / 1048576)
 }
 
 /// Peak resident set size of this process.

@@ -22,14 +22,16 @@ struct PerplexityCommand: ParsableCommand {
         WorkerSession.run { _ in
             let source = try ModelSource.open(path: path)
             let tokenizer = try Tokenizer.load(source)
-            let model = try ModelRegistry.load(source, options: LoadOptions(compute: try modelOptions.compute()))
+            let model = try ModelRegistry.load(source, options: try modelOptions.loadOptions())
             let tokens = tokenizer.encode(text)
             let executor = try LocalExecutor(model: model, sequenceSlots: 1,
                                              contextLength: modelOptions.context ?? max(tokens.count, 1))
             let start = Date()
             let result = try Perplexity.evaluate(tokens, executor: executor)
             print(String(format: "perplexity %.5f (mean NLL %.6f over %d predicted tokens)", result.perplexity, result.meanNLL, result.tokens))
-            log(String(format: "tessera: %.1f tokens/s", Double(tokens.count) / Date().timeIntervalSince(start)))
+            log(String(format: "tessera: %.1f tokens/s; weights %.1f MiB; peak memory %.1f MiB",
+                       Double(tokens.count) / Date().timeIntervalSince(start), Double(model.weightBytes) / 1048576,
+                       Double(peakResidentBytes()) / 1048576))
         }
     }
 }

@@ -7,6 +7,8 @@ import Foundation
 public enum KVLayout: Sendable, Equatable {
     /// float32 rows of `stride` floats (KV head k at offset k · headDim).
     case float(stride: Int)
+    /// 8-bit rows (`KVRowQ8`) of `rowBytes` bytes holding `kvDim` values.
+    case q8(rowBytes: Int, kvDim: Int)
 }
 
 /// One query token's cached keys and values: positions `0..<length` from `keys`/`values`.
@@ -114,6 +116,9 @@ public struct OnlineAttention {
             tk_attention_partial(q, span.keys.assumingMemoryBound(to: Float.self) + offset,
                                  span.values.assumingMemoryBound(to: Float.self) + offset, Int64(j0), Int64(j1),
                                  Int64(stride), Int32(headDim), scale, &m, &l, acc)
+        case .q8(let rowBytes, let kvDim):
+            tk_attention_q8_partial(q, span.keys, span.values, Int64(j0), Int64(j1), rowBytes, Int64(kvDim),
+                                    Int32(headDim), Int32(kvHead), scale, &m, &l, acc)
         }
     }
 

@@ -2,9 +2,23 @@
 import Foundation
 import TesseraKernels
 
+/// How a KV cache stores each position's keys and values.
+public enum KVCacheType: String, Sendable, CaseIterable {
+    /// float32, exact.
+    case f32
+    /// 8 bits per value with a float scale per 32 values (`KVRowQ8`): about 3.4× less memory than f32 for head sizes
+    /// of 64; attention reads it through the online-softmax kernels.
+    case q8_0
+
+    /// Bytes of one position's keys (or values) of `kvDim` floats in heads of `headDim`.
+    public func rowBytes(kvDim: Int, headDim: Int) -> Int {
+        self == .f32 ? 4 * kvDim : KVRowQ8.rowBytes(kvDim: kvDim, headDim: headDim)
+    }
+}
+
 /// Keys and values of past positions, per sequence slot and layer.
-/// `offset(of:)` positions of a slot are valid; the model writes new positions through `keys`/`values`,
-/// then `setOffset` (after checking `contextLength`).
+/// `offset(of:)` positions of a slot are valid; the model writes new positions with `write`, then `setOffset`
+/// (after checking `contextLength`).
 public protocol KVCache: AnyObject {
     /// Layers this cache holds (a pipeline stage holds only its own).
     var layers: Range<Int> { get }
@@ -17,30 +31,12 @@ public protocol KVCache: AnyObject {
     func offset(of sequence: Int) -> Int
     /// Marks positions `0..<offset` of `sequence` valid (`offset <= contextLength`).
     func setOffset(_ offset: Int, of sequence: Int)
-    /// Keys of `layer` for `sequence`: `[contextLength × kvDim]`.
-    func keys(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float>
-    /// Values of `layer` for `sequence`: `[contextLength × kvDim]`.
-    func values(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float>
     /// How a position's keys and values are stored (what attention kernels read).
     var layout: KVLayout { get }
     /// Stores the key and value (`kvDim` floats each) of `position`.
     func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
     /// Positions `first ..< first + length` of `sequence` for an attention kernel.
     func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan
-}
-
-extension KVCache {
-    public var layout: KVLayout { .float(stride: kvDim) }
-
-    public func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        (keys(layer: layer, sequence: sequence) + position * kvDim).update(from: key, count: kvDim)
-        (values(layer: layer, sequence: sequence) + position * kvDim).update(from: value, count: kvDim)
-    }
-
-    public func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan {
-        AttentionSpan(keys: UnsafeRawPointer(keys(layer: layer, sequence: sequence) + first * kvDim),
-                      values: UnsafeRawPointer(values(layer: layer, sequence: sequence) + first * kvDim), length: length)
-    }
 }
 
 extension KVCache {
@@ -53,34 +49,42 @@ extension KVCache {
     public func reset(sequence: Int) { setOffset(0, of: sequence) }
 }
 
-/// Float32 keys and values in one preallocated block: `[sequences][layers][contextLength][kvDim]` each.
+/// Keys and values in one preallocated block each, `[sequences][layers][contextLength]` rows of `type`.
 public final class DenseKVCache: KVCache {
     public let layers: Range<Int>
     public let sequenceCount: Int
     public let contextLength: Int
     public let kvDim: Int
-    private var offsets: [Int]                  // [sequences]
-    private let keyStorage: UnsafeMutablePointer<Float>    // (sequence, layer, position, kvDim)
-    private let valueStorage: UnsafeMutablePointer<Float>  // (sequence, layer, position, kvDim)
-    private let layerStride: Int                // contextLength · kvDim
-    private let sequenceStride: Int             // layers.count · layerStride
+    public let type: KVCacheType
+    public let layout: KVLayout
+    private let headDim: Int
+    private let rowBytes: Int
+    private var offsets: [Int]                      // [sequences]
+    private let keyStorage: UnsafeMutableRawPointer    // (sequence, layer, position) rows
+    private let valueStorage: UnsafeMutableRawPointer  // (sequence, layer, position) rows
+    private let layerStride: Int                    // bytes: contextLength · rowBytes
+    private let sequenceStride: Int                 // bytes: layers.count · layerStride
 
-    /// Reserves storage for `sequences` slots of `contextLength` positions over `layers`.
-    public init(layers: Range<Int>, sequences: Int, contextLength: Int, kvDim: Int) throws {
-        guard !layers.isEmpty, layers.lowerBound >= 0, sequences > 0, contextLength > 0, kvDim > 0 else {
-            throw ModelError.invalidBuffer("KV cache of \(sequences) sequences x \(layers) layers x \(contextLength) positions x \(kvDim) is empty")
+    /// Reserves storage for `sequences` slots of `contextLength` positions over `layers`; `headDim` sets the
+    /// 8-bit blocks (they never span two heads).
+    public init(layers: Range<Int>, sequences: Int, contextLength: Int, kvDim: Int, headDim: Int? = nil,
+                type: KVCacheType = .f32) throws {
+        let headDim = headDim ?? kvDim
+        guard !layers.isEmpty, layers.lowerBound >= 0, sequences > 0, contextLength > 0, kvDim > 0, headDim > 0,
+              kvDim % headDim == 0 else {
+            throw ModelError.invalidBuffer("KV cache of \(sequences) sequences x \(layers) layers x \(contextLength) positions x \(kvDim) (heads of \(headDim)) is empty or uneven")
         }
-        let (a, o1) = contextLength.multipliedReportingOverflow(by: kvDim)
+        let row = type.rowBytes(kvDim: kvDim, headDim: headDim)
+        let (a, o1) = contextLength.multipliedReportingOverflow(by: row)
         let (b, o2) = a.multipliedReportingOverflow(by: layers.count)
         let (total, o3) = b.multipliedReportingOverflow(by: sequences)
-        let (bytes, o4) = total.multipliedReportingOverflow(by: MemoryLayout<Float>.stride * 2)
-        guard !(o1 || o2 || o3 || o4), bytes <= 1 << 40,
-              let k = calloc(total, MemoryLayout<Float>.stride), let v = calloc(total, MemoryLayout<Float>.stride) else {
-            throw ModelError.invalidBuffer("cannot reserve a KV cache of \(sequences) sequences x \(layers.count) layers x \(contextLength) positions x \(kvDim) floats")
+        guard !(o1 || o2 || o3), total <= 1 << 40, let k = calloc(total, 1), let v = calloc(total, 1) else {
+            throw ModelError.invalidBuffer("cannot reserve a \(type.rawValue) KV cache of \(sequences) sequences x \(layers.count) layers x \(contextLength) positions x \(kvDim) values")
         }
-        keyStorage = k.bindMemory(to: Float.self, capacity: total)
-        valueStorage = v.bindMemory(to: Float.self, capacity: total)
+        keyStorage = k; valueStorage = v
         self.layers = layers; self.sequenceCount = sequences; self.contextLength = contextLength; self.kvDim = kvDim
+        self.type = type; self.headDim = headDim; rowBytes = row
+        layout = type == .f32 ? .float(stride: kvDim) : .q8(rowBytes: row, kvDim: kvDim)
         layerStride = a; sequenceStride = b
         offsets = Array(repeating: 0, count: sequences)
     }
@@ -88,6 +92,9 @@ public final class DenseKVCache: KVCache {
     deinit {
         free(keyStorage); free(valueStorage)
     }
+
+    /// Bytes of keys and values together.
+    public var byteCount: Int { 2 * sequenceCount * sequenceStride }
 
     /// 0 for a slot outside `0..<sequenceCount`.
     public func offset(of sequence: Int) -> Int { offsets.indices.contains(sequence) ? offsets[sequence] : 0 }
@@ -98,11 +105,25 @@ public final class DenseKVCache: KVCache {
         offsets[sequence] = min(max(offset, 0), contextLength)
     }
 
-    @inline(__always) private func index(_ layer: Int, _ sequence: Int) -> Int {
-        sequence &* sequenceStride &+ (layer &- layers.lowerBound) &* layerStride
+    @inline(__always) private func row(_ layer: Int, _ sequence: Int, _ position: Int) -> Int {
+        sequence &* sequenceStride &+ (layer &- layers.lowerBound) &* layerStride &+ position &* rowBytes
     }
 
-    public func keys(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float> { keyStorage + index(layer, sequence) }
+    public func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        let at = row(layer, sequence, position)
+        switch type {
+        case .f32:
+            (keyStorage + at).copyMemory(from: key, byteCount: rowBytes)
+            (valueStorage + at).copyMemory(from: value, byteCount: rowBytes)
+        case .q8_0:
+            KVRowQ8.quantize(key, kvDim: kvDim, headDim: headDim, into: keyStorage + at)
+            KVRowQ8.quantize(value, kvDim: kvDim, headDim: headDim, into: valueStorage + at)
+        }
+    }
 
-    public func values(layer: Int, sequence: Int) -> UnsafeMutablePointer<Float> { valueStorage + index(layer, sequence) }
+    public func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan {
+        let at = row(layer, sequence, first)
+        return AttentionSpan(keys: UnsafeRawPointer(keyStorage + at), values: UnsafeRawPointer(valueStorage + at),
+                             length: length)
+    }
 }

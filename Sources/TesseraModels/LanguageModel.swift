@@ -14,6 +14,9 @@ public protocol LanguageModel: AnyObject {
     var kvFloatsPerPosition: Int { get }
     /// Most tokens `embed`, `forward(layers:)` and `logits` take at once; `forward(_:cache:logits:)` chunks longer batches.
     var maxBatchTokens: Int { get }
+    /// Bytes of the weight matrices this instance's products and lookups read, in their encodings (converted or
+    /// repacked copies included, each matrix counted once).
+    var weightBytes: Int { get }
 
     /// A cache for all layers with `sequences` slots of `contextLength` positions.
     func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache

@@ -17,6 +17,8 @@ public protocol Linear: Sendable {
     /// The dense product behind this linear when it needs no communication (a whole matrix or a column shard), so a
     /// model may fuse it with others reading the same input; nil otherwise.
     var fusable: DenseLinear? { get }
+    /// Bytes of the weights this linear reads (its encoded matrix and any repacked copy).
+    var weightBytes: Int { get }
 }
 
 extension Linear {
@@ -64,6 +66,8 @@ public struct DenseLinear: Linear {
     }
 
     public var fusable: DenseLinear? { self }
+
+    public var weightBytes: Int { weight.rows * weight.rowBytes + (weight.packed?.byteCount ?? 0) }
 
     /// Adds the bias (if any) to `n` output rows.
     public func addBias(rows n: Int, into y: UnsafeMutablePointer<Float>) {

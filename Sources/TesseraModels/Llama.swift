@@ -56,6 +56,8 @@ public final class LlamaModel: LanguageModel {
     let mode: ComputeMode
     /// Whether to fuse operators, and the threads attention splits across.
     let compute: ComputeOptions
+    /// How `makeCache` stores keys and values.
+    public let kvCacheType: KVCacheType
     /// Per held layer, Q/K/V as one fused product and gate/up as one with SiLU·mul (nil where not fusable).
     private var fusedQKV: [FusedProducts?] = []
     private var fusedGateUp: [FusedProducts?] = []
@@ -66,6 +68,13 @@ public final class LlamaModel: LanguageModel {
     public var trainedContextLength: Int { config.contextLength }
     public var kvFloatsPerPosition: Int { kvDim }
     public var maxBatchTokens: Int { workspace.maxTokens }
+    public var weightBytes: Int {
+        let linears = blocks.reduce(head.weightBytes) { total, b in
+            let a = b.attention, m = b.mlp
+            return total + [a.q, a.k, a.v, a.o, m.gate, m.up, m.down].reduce(0) { $0 + $1.weightBytes }
+        }
+        return linears + (config.tieWordEmbeddings ? 0 : embedding.rows * embedding.rowBytes)
+    }
 
     /// Assembles a model from loaded parts; the arena is sized for `options.maxBatchTokens` tokens.
     public init(config: LlamaConfig, embedding: WeightMatrix, blocks: [LlamaBlock], norm: [Float], head: any Linear,
@@ -82,6 +91,7 @@ public final class LlamaModel: LanguageModel {
         workspace = Workspace(maxTokens: options.maxBatchTokens, config: config, threads: options.compute.threads)
         mode = options.compute.mode
         compute = options.compute
+        kvCacheType = options.kvCache
         if let error = fitLayout() { throw error }
         fuse()
     }
@@ -113,7 +123,8 @@ public final class LlamaModel: LanguageModel {
     public var kvDim: Int { (blocks.first?.attention.kvHeadCount ?? config.kvHeadCount) * config.headDim }
 
     public func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache {
-        try DenseKVCache(layers: heldLayers, sequences: sequences, contextLength: contextLength, kvDim: kvDim)
+        try DenseKVCache(layers: heldLayers, sequences: sequences, contextLength: contextLength, kvDim: kvDim,
+                         headDim: config.headDim, type: kvCacheType)
     }
 
     public func forward(_ batch: Batch, cache: any KVCache, logits: UnsafeMutableBufferPointer<Float>) throws {
@@ -230,11 +241,11 @@ public final class LlamaModel: LanguageModel {
                 partials: ws.partials)
         } else {
             for (i, t) in tokens.enumerated() {
-                let s = batch.sequences[t], p = batch.positions[t]
-                let first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+                let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+                let span = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
                 TesseraKernels.attention(
-                    query: ws.q + i * qDim, keys: cache.keys(layer: l, sequence: s) + first * kvDim,
-                    values: cache.values(layer: l, sequence: s) + first * kvDim, length: p - first + 1,
+                    query: ws.q + i * qDim, keys: span.keys.assumingMemoryBound(to: Float.self),
+                    values: span.values.assumingMemoryBound(to: Float.self), length: span.length,
                     kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
                     scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
             }

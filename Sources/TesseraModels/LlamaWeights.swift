@@ -31,12 +31,25 @@ public enum WeightNaming: Sendable {
     }
 }
 
+extension TensorView {
+    /// This weight as the model will hold it: converted to `quantize` when that is set and the weight is an F32, F16
+    /// or BF16 matrix whose rows fit the type's blocks (quantize-at-load, `--quantize`), else itself, in place.
+    /// Quantized checkpoints are never re-quantized at load; `infer-worker quantize` does that offline.
+    public func loaded(quantize: GGMLType?) throws -> TensorView {
+        guard let quantize, [.f32, .f16, .bf16].contains(info.type),
+              GGMLType.conversionTarget(for: info, requested: quantize).outcome == .converted else { return self }
+        return try converted(to: quantize)
+    }
+}
+
 /// Looks tensors up by name and checks their shapes.
 struct WeightLoader {
     let store: any TensorStore
     let file: String
     /// How the linears it builds compute.
     var compute: ComputeOptions = .exact
+    /// The type float matrices are converted to at load, if any.
+    var quantize: GGMLType?
 
     func has(_ name: String) -> Bool { store.tensorInfos[name] != nil }
 
@@ -48,7 +61,7 @@ struct WeightLoader {
 
     /// A `[rows × cols]` matrix in place.
     func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
-        let v = try view(name, shape: [rows, cols])
+        let v = try view(name, shape: [rows, cols]).loaded(quantize: quantize)
         do { return try WeightMatrix(v) } catch let e as KernelError {
             throw ModelError.unsupportedTensor(tensor: name, reason: e.reason)
         }
@@ -93,7 +106,7 @@ extension LlamaModel {
     /// Builds the model from `store`'s tensors named by `naming`, checking every shape against `config`.
     public convenience init(config c: LlamaConfig, store: any TensorStore, naming: WeightNaming, file: String,
                             options: LoadOptions = LoadOptions()) throws {
-        let w = WeightLoader(store: store, file: file, compute: options.compute)
+        let w = WeightLoader(store: store, file: file, compute: options.compute, quantize: options.quantize)
         // a tied checkpoint may store only the output head (its metadata aliasing the embedding to it)
         let embeddingName = !w.has(naming.embedding) && c.tieWordEmbeddings && w.has(naming.output)
             ? naming.output : naming.embedding

@@ -18,8 +18,15 @@ public struct LoadOptions: Sendable {
     public var layers: Range<Int>?
     /// Arithmetic (exact float32 or fast quantized activations) and threads of the model's products.
     public var compute: ComputeOptions
-    public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil, compute: ComputeOptions = .exact) {
+    /// How KV caches store keys and values (`--kv-cache`).
+    public var kvCache: KVCacheType
+    /// Converts F32/F16/BF16 (and other) weight matrices to this type when loading (`--quantize q8_0|q4_0`); nil
+    /// uses the checkpoint's types.
+    public var quantize: GGMLType?
+    public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil, compute: ComputeOptions = .exact,
+                kvCache: KVCacheType = .f32, quantize: GGMLType? = nil) {
         self.maxBatchTokens = maxBatchTokens; self.layers = layers; self.compute = compute
+        self.kvCache = kvCache; self.quantize = quantize
     }
 }
 

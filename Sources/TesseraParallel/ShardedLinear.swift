@@ -47,6 +47,7 @@ public struct ColumnParallelLinear: Linear {
     }
 
     public var fusable: DenseLinear? { local }
+    public var weightBytes: Int { local.weightBytes }
 }
 
 /// Input features `inputs` of a linear: a column slice of its weight, copied into owned memory, applied to this
@@ -67,6 +68,7 @@ public struct RowParallelLinear: Linear {
     public var inputSize: Int { local.inputSize }
     public var outputSize: Int { local.outputSize }
     public var scratchCount: Int { local.scratchCount }
+    public var weightBytes: Int { local.weightBytes }
     /// Bytes of the owned weight slice.
     public var ownedBytes: Int { storage.count }
 
@@ -100,6 +102,7 @@ public struct VocabParallelHead: Linear {
     public var outputSize: Int { counts.reduce(0, +) }
     /// The local product's scratch, which also stages one row of local logits for the gather.
     public var scratchCount: Int { max(local.scratchCount, vocabulary.count) }
+    public var weightBytes: Int { local.weightBytes }
 
     public func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                                scratch: UnsafeMutablePointer<Float>) {

@@ -31,7 +31,7 @@ public enum TensorParallel {
         }
         let c = plan.config, d = c.headDim, shard = plan[group.rank]
         let link = CollectiveLink(group: group)
-        let b = ShardBuilder(store: store, link: link, compute: options.compute)
+        let b = ShardBuilder(store: store, link: link, compute: options.compute, quantize: options.quantize)
         let queryRows = shard.queryHeads.lowerBound * d ..< shard.queryHeads.upperBound * d
         let kvRows = shard.kvHeads.lowerBound * d ..< shard.kvHeads.upperBound * d
 
@@ -78,14 +78,16 @@ private final class ShardBuilder {
     let store: any TensorStore
     let link: CollectiveLink
     let compute: ComputeOptions
+    /// The type float matrices are converted to at load (`LoadOptions.quantize`).
+    let quantize: GGMLType?
     var held = WeightShare()
 
-    init(store: any TensorStore, link: CollectiveLink, compute: ComputeOptions) {
-        self.store = store; self.link = link; self.compute = compute
+    init(store: any TensorStore, link: CollectiveLink, compute: ComputeOptions, quantize: GGMLType?) {
+        self.store = store; self.link = link; self.compute = compute; self.quantize = quantize
     }
 
     func matrix(_ view: TensorView) throws -> WeightMatrix {
-        do { return try WeightMatrix(view) } catch let e as KernelError {
+        do { return try WeightMatrix(view.loaded(quantize: quantize)) } catch let e as KernelError {
             throw ModelError.unsupportedTensor(tensor: view.info.name, reason: e.reason)
         }
     }
@@ -119,13 +121,9 @@ private final class ShardBuilder {
         let storage = OwnedWeights(count: info.rowCount * sliceBytes)
         try view.copyColumns(columns, into: storage.bytes)
         held.owned += info.rowCount * sliceBytes
-        let weight: WeightMatrix
-        do {
-            weight = try WeightMatrix(name: name, type: info.type, rows: info.rowCount, cols: columns.count,
-                                      data: UnsafeRawBufferPointer(storage.bytes))
-        } catch let e as KernelError {
-            throw ModelError.unsupportedTensor(tensor: name, reason: e.reason)
-        }
+        let slice = TensorView(info: TensorInfo(name: name, type: info.type, shape: [info.rowCount, columns.count]),
+                               data: UnsafeRawBufferPointer(storage.bytes), owner: storage)
+        let weight = try matrix(slice)
         return RowParallelLinear(local: DenseLinear(weight: weight, compute: compute), inputs: columns, bias: nil, storage: storage,
                                  link: link)
     }

@@ -28,6 +28,7 @@ public final class TensorParallelModel: LanguageModel {
     public var trainedContextLength: Int { base.trainedContextLength }
     public var kvFloatsPerPosition: Int { base.kvFloatsPerPosition }
     public var maxBatchTokens: Int { base.maxBatchTokens }
+    public var weightBytes: Int { base.weightBytes }
 
     public func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache {
         try base.makeCache(sequences: sequences, contextLength: contextLength)

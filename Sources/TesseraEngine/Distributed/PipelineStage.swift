@@ -30,8 +30,10 @@ public final class PipelineStage {
                 contextLength: Int) throws {
         self.model = model; self.layers = layers; self.pipeline = pipeline
         stage = pipeline.rank; stageCount = pipeline.size
-        cache = try DenseKVCache(layers: layers, sequences: sequenceSlots, contextLength: contextLength,
-                                 kvDim: model.kvFloatsPerPosition)
+        cache = try model.makeCache(sequences: sequenceSlots, contextLength: contextLength)
+        guard cache.layers == layers else {
+            throw ModelError.invalidBuffer("pipeline stage \(stage) runs layers \(layers) but its model holds \(cache.layers)")
+        }
     }
 
     deinit { for b in buffers { b.deallocate() } }
