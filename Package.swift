@@ -51,6 +51,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TesseraTestSupport", path: "Tests/TesseraTestSupport"),
+        // The malloc family, interposed in the test executable, counting allocations (the zero-allocation test).
+        .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "CollectivesTests", dependencies: ["TesseraTestSupport", "TesseraTopology"]),
         .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats", "TesseraTestSupport"], exclude: ["Fixtures"]),
@@ -58,7 +60,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats", "TesseraModels", "TesseraTestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
-        .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport", "CAllocationCounter"]),
         .testTarget(name: "ParallelTests", dependencies: [
             "TesseraParallel", "TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["TesseraTestSupport"]),

@@ -93,7 +93,7 @@ extension GenerateCommand {
         generator.keepPromptLogits = promptLogits != nil
         let streaming = format == .text && prompts.count == 1
         let (outputs, stats) = try generator.generate(requests) { _, text in
-            if streaming { writeOut(text) }
+            if streaming { writeOut(String(text)) }
         }
         switch format {
         case .text:

@@ -62,13 +62,15 @@ public final class Generator {
     public let tokenizer: Tokenizer
     /// Keep the last prompt position's logits in each output (for cross-checks).
     public var keepPromptLogits = false
+    /// Called before each decode step with the step's index (0 = the step after the prompt); for instrumentation.
+    public var onDecodeStep: ((Int) -> Void)?
 
     public init(executor: any StepExecutor, tokenizer: Tokenizer) {
         self.executor = executor; self.tokenizer = tokenizer
     }
 
     public func generate(_ requests: [GenerationRequest],
-                         onText: (Int, String) -> Void = { _, _ in }) throws -> ([GenerationOutput], GenerationStats) {
+                         onText: (Int, Substring) -> Void = { _, _ in }) throws -> ([GenerationOutput], GenerationStats) {
         guard !requests.isEmpty else { return ([], GenerationStats()) }
         guard requests.count <= executor.sequenceSlots else {
             throw GenerationError(description: "\(requests.count) prompts but only \(executor.sequenceSlots) sequence slots")
@@ -109,10 +111,13 @@ public final class Generator {
 
         // Decode: sample from the latest logits, feed the sampled tokens back as one batch.
         var row = 0
+        // index arrays reused every step (no allocation per token)
         var live = sequences.indices.filter { !sequences[$0].done }
         var rows = Array(sequences.indices)      // prefill wrote one logits row per sequence
+        live.reserveCapacity(sequences.count); rows.reserveCapacity(sequences.count)
         let decodeStart = Date()
         while !live.isEmpty {
+            onDecodeStep?(stats.decodeSteps)
             row = 0
             for i in rows {
                 defer { row += 1 }
@@ -125,7 +130,8 @@ public final class Generator {
                 stats.generatedTokens += 1
                 if let text = sequences[i].accept(token, context: context) { onText(i, text) }
             }
-            live = sequences.indices.filter { !sequences[$0].done }
+            live.removeAll(keepingCapacity: true)
+            for i in sequences.indices where !sequences[i].done { live.append(i) }
             guard !live.isEmpty else { break }
             batch.removeAll()
             for i in live {
@@ -134,7 +140,8 @@ public final class Generator {
             }
             try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, logits: $0) }
             stats.decodeSteps += 1
-            rows = live
+            rows.removeAll(keepingCapacity: true)
+            rows.append(contentsOf: live)
         }
         stats.decodeSeconds = Date().timeIntervalSince(decodeStart)
         for i in sequences.indices {
@@ -158,6 +165,8 @@ struct SequenceState {
     var decoder: StreamingDecoder
     var stops: StopSequences
     var text = ""
+    /// Characters the decoder completed for the current token (reused).
+    var scalars: [Unicode.Scalar] = []
     var done = false
     var stopReason: StopReason = .maxTokens
 
@@ -167,6 +176,9 @@ struct SequenceState {
         eos = request.stopAtEOS ? tokenizer.eosIDs : []
         history = request.promptTokens
         history.reserveCapacity(request.promptTokens.count + request.maxTokens + 1)
+        generated.reserveCapacity(request.maxTokens)
+        text.reserveCapacity(min(request.maxTokens, 1 << 16) * 16)
+        scalars.reserveCapacity(64)
         sampler = try Sampler(parameters: request.sampling, vocabularySize: vocab)
         decoder = tokenizer.streamingDecoder()
         stops = StopSequences(request.stopStrings)
@@ -174,25 +186,27 @@ struct SequenceState {
 
     mutating func finish(_ reason: StopReason) { done = true; stopReason = reason }
 
-    /// Takes a sampled token; returns text that may be shown now.
-    mutating func accept(_ token: Int, context: Int) -> String? {
+    /// Takes a sampled token; returns the text that may be shown now, a slice of `text` (no copy).
+    mutating func accept(_ token: Int, context: Int) -> Substring? {
         if eos.contains(token) { finish(.endOfSequence); return nil }
         generated.append(token)
         history.append(token)
-        let (emit, stopped) = stops.feed(decoder.feed(token))
-        text += emit
+        scalars.removeAll(keepingCapacity: true)
+        decoder.feed(token, into: &scalars)
+        let start = text.endIndex
+        let stopped = stops.feed(scalars, into: &text)
         if stopped { finish(.stopString) }
         else if generated.count >= maxTokens { finish(.maxTokens) }
         else if history.count >= context { finish(.contextFull) }   // no room for the next token's key/value
-        return emit.isEmpty ? nil : emit
+        return start == text.endIndex ? nil : text[start...]
     }
 
     /// Text held back at the end (an incomplete stop-string prefix or UTF-8 sequence).
-    mutating func flush() -> String? {
+    mutating func flush() -> Substring? {
         guard stopReason != .stopString else { return nil }
-        let (emit, _) = stops.feed(decoder.finish())
-        let rest = emit + stops.flush()
-        text += rest
-        return rest.isEmpty ? nil : rest
+        let start = text.endIndex
+        _ = stops.feed(Array(decoder.finish().unicodeScalars), into: &text)
+        text += stops.flush()
+        return start == text.endIndex ? nil : text[start...]
     }
 }

@@ -19,26 +19,38 @@ public struct StopSequences: Sendable {
     public init(_ stopStrings: [String]) {
         stops = stopStrings.filter { !$0.isEmpty }.map { Array($0.unicodeScalars) }
         longest = stops.map(\.count).max() ?? 0
+        pending.reserveCapacity(longest + 64)
     }
 
     /// Takes the next chunk; returns the text that can be shown now and whether a stop string was found.
     /// After a stop, returns `("", true)`.
     public mutating func feed(_ text: String) -> (emit: String, stopped: Bool) {
-        if isStopped { return ("", true) }
-        if stops.isEmpty { return (text, false) }
+        var emit = ""
+        let stopped = feed(Array(text.unicodeScalars), into: &emit)
+        return (emit, stopped)
+    }
+
+    /// Takes the next characters and appends the ones that can be shown now to `output`; returns whether a stop
+    /// string was found (its text and what follows are never appended). Allocates nothing once `output` has room.
+    public mutating func feed(_ scalars: [Unicode.Scalar], into output: inout String) -> Bool {
+        if isStopped { return true }
+        if stops.isEmpty {
+            Self.append(scalars[...], to: &output)
+            return false
+        }
         let searchFrom = pending.count   // earlier ends were checked by previous feeds
-        pending.append(contentsOf: text.unicodeScalars)
+        pending.append(contentsOf: scalars)
 
         if let (start, stop) = firstMatch(endingAfter: searchFrom) {
             matched = string(stop[...])
-            let emit = string(pending[..<start])
+            Self.append(pending[..<start], to: &output)
             pending.removeAll()
-            return (emit, true)
+            return true
         }
-        let keep = heldBackCount()
-        let emit = string(pending[..<(pending.count - keep)])
-        pending.removeFirst(pending.count - keep)
-        return (emit, false)
+        let ready = pending.count - heldBackCount()
+        Self.append(pending[..<ready], to: &output)
+        pending.removeFirst(ready)
+        return false
     }
 
     /// Text held back at the end of the stream (a prefix of a stop string that never completed); "" after a stop.
@@ -71,9 +83,15 @@ public struct StopSequences: Sendable {
         return 0
     }
 
+    /// One scalar at a time: the sequence form of `append(contentsOf:)` builds a temporary String (an allocation).
+    private static func append(_ scalars: ArraySlice<Unicode.Scalar>, to output: inout String) {
+        for scalar in scalars { output.unicodeScalars.append(scalar) }
+    }
+
+    /// Built scalar by scalar: text of up to 15 UTF-8 bytes (most tokens) stays in the String itself, unallocated.
     private func string(_ scalars: ArraySlice<Unicode.Scalar>) -> String {
-        var view = String.UnicodeScalarView()
-        view.append(contentsOf: scalars)
-        return String(view)
+        var text = ""
+        for scalar in scalars { text.unicodeScalars.append(scalar) }
+        return text
     }
 }

@@ -44,11 +44,20 @@ func quantize(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, cols: Int
         format.quantize(x, rows: n, cols: cols, xStride: xs, into: dst, rowStride: stride)
         return
     }
-    let per = (n + pool.threads - 1) / pool.threads
-    pool.run(tasks: pool.threads) { t, _ in
-        let lo = t * per, count = min(n, lo + per) - lo
+    pool.run(tasks: pool.threads, QuantizeJob(x: x, rows: n, xStride: xs, cols: cols, format: format, dst: dst,
+                                              stride: stride, per: (n + pool.threads - 1) / pool.threads))
+}
+
+/// Rows `per · task ..< per · (task + 1)` of a quantization.
+private struct QuantizeJob: PoolJob {
+    let x: UnsafePointer<Float>, rows: Int, xStride: Int, cols: Int, format: ActivationFormat
+    let dst: UnsafeMutableRawPointer, stride: Int, per: Int
+
+    func run(task: Int, worker: Int) {
+        let lo = task * per, count = min(rows, lo + per) - lo
         guard count > 0 else { return }
-        format.quantize(x + lo &* xs, rows: count, cols: cols, xStride: xs, into: dst + lo &* stride, rowStride: stride)
+        format.quantize(x + lo &* xStride, rows: count, cols: cols, xStride: xStride, into: dst + lo &* stride,
+                        rowStride: stride)
     }
 }
 
@@ -63,11 +72,17 @@ private func run(weight w: WeightMatrix, activations: UnsafeRawPointer, stride: 
         return
     }
     let split = RowSplit(rows: w.rows, threads: pool.threads)
-    withUnsafePointer(to: &args) { a in
-        pool.run(tasks: split.tasks) { task, _ in
-            let range = split.range(task)
-            _ = tk_matmul(a, Int64(range.lowerBound), Int64(range.upperBound))
-        }
+    withUnsafePointer(to: &args) { a in pool.run(tasks: split.tasks, ProductJob(arguments: a, split: split)) }
+}
+
+/// One product's output rows in `RowSplit` ranges, a range per task.
+struct ProductJob: PoolJob {
+    let arguments: UnsafePointer<tk_matmul_args>
+    let split: RowSplit
+
+    func run(task: Int, worker: Int) {
+        let range = split.range(task)
+        _ = tk_matmul(arguments, Int64(range.lowerBound), Int64(range.upperBound))
     }
 }
 

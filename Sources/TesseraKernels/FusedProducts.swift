@@ -91,18 +91,9 @@ public struct FusedProducts: @unchecked Sendable {
                 for i in 0..<n { rmsNorm(x + i &* cols, weight: norm.weight, count: cols, eps: norm.eps, into: normed + i &* cols) }
                 input = UnsafePointer(normed)
             }
-            if format == .float {
-                runTasks(rows: n, rowOffset: 0, outputs: outputs) { w, lo, hi, y, _ in
-                    var a = w.productArguments(activations: UnsafeRawPointer(input), stride: 4 &* cols, rows: n,
-                                               into: y, yStride: w.rows, accumulate: false)
-                    _ = tk_matmul(&a, Int64(lo), Int64(hi))
-                }
-            } else {
-                runTasks(rows: n, rowOffset: 0, outputs: outputs) { w, lo, hi, y, worker in
-                    exactRows(lo..<hi, input, rows: n, xStride: cols, weight: w, into: y, yStride: w.rows,
-                              scratch: work + worker &* w.scratchCount)
-                }
-            }
+            let source: Source = format == .float ? .prepared(UnsafeRawPointer(input), stride: 4 &* cols)
+                                                   : .exact(input, work: work)
+            runTasks(Job(products: self, source: source, rows: n, rowOffset: 0, outputs: outputs))
             return
         }
         let dst = ActivationRows.aligned(work), stride = format.rowBytes(cols: cols)
@@ -111,40 +102,59 @@ public struct FusedProducts: @unchecked Sendable {
             let count = min(ActivationRows.chunk, n - start)
             prepare(x + start &* cols, rows: count, cols: cols, norm: norm, format: format, into: dst, stride: stride,
                     rowTemps: rowTemps)
-            runTasks(rows: count, rowOffset: start, outputs: outputs) { w, lo, hi, y, _ in
-                var a = w.productArguments(activations: UnsafeRawPointer(dst), stride: stride, rows: count,
-                                           into: y, yStride: w.rows, accumulate: false)
-                _ = tk_matmul(&a, Int64(lo), Int64(hi))
-            }
+            runTasks(Job(products: self, source: .prepared(UnsafeRawPointer(dst), stride: stride), rows: count,
+                         rowOffset: start, outputs: outputs))
             start &+= count
         }
     }
 
-    /// Runs every task on the pool: `product(weight, lo, hi, output of rows rowOffset…, worker)`, then the epilogue.
-    @inline(__always)
-    private func runTasks(rows n: Int, rowOffset: Int, outputs: FusedOutputs,
-                          _ product: (WeightMatrix, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void) {
-        if let pool = compute.pool, pool.threads > 1 {
-            pool.run(tasks: tasks.count) { t, worker in
-                runTask(t, worker: worker, rows: n, rowOffset: rowOffset, outputs: outputs, product)
+    /// What the products read: float rows for the exact kernels (with per-worker scratch for decoded weight rows),
+    /// or rows prepared for the `.fast` kernels.
+    private enum Source {
+        case exact(UnsafePointer<Float>, work: UnsafeMutablePointer<Float>)
+        case prepared(UnsafeRawPointer, stride: Int)
+    }
+
+    /// The tasks of one call over `rows` activation rows (from row `rowOffset` of the outputs).
+    private struct Job: PoolJob {
+        let products: FusedProducts
+        let source: Source
+        let rows: Int
+        let rowOffset: Int
+        let outputs: FusedOutputs
+
+        func run(task t: Int, worker: Int) {
+            let task = products.tasks[t]
+            let w = products.parts[task.part], y = outputs[task.part] + rowOffset &* w.rows
+            product(w, task.lo, task.hi, y, worker)
+            guard products.epilogue == .siluMul else { return }
+            let up = products.parts[1], u = outputs[1] + rowOffset &* up.rows
+            product(up, task.lo, task.hi, u, worker)
+            for i in 0..<rows {
+                siluMul(y + (i &* w.rows &+ task.lo), u + (i &* w.rows &+ task.lo), count: task.hi &- task.lo,
+                        mode: products.compute.mode)
             }
-        } else {
-            for t in 0..<tasks.count { runTask(t, worker: 0, rows: n, rowOffset: rowOffset, outputs: outputs, product) }
+        }
+
+        @inline(__always)
+        private func product(_ w: WeightMatrix, _ lo: Int, _ hi: Int, _ y: UnsafeMutablePointer<Float>, _ worker: Int) {
+            switch source {
+            case .exact(let input, let work):
+                exactRows(lo..<hi, input, rows: rows, xStride: w.cols, weight: w, into: y, yStride: w.rows,
+                          scratch: work + worker &* w.scratchCount)
+            case .prepared(let activations, let stride):
+                var a = w.productArguments(activations: activations, stride: stride, rows: rows, into: y,
+                                           yStride: w.rows, accumulate: false)
+                _ = tk_matmul(&a, Int64(lo), Int64(hi))
+            }
         }
     }
 
-    @inline(__always)
-    private func runTask(_ t: Int, worker: Int, rows n: Int, rowOffset: Int, outputs: FusedOutputs,
-                         _ product: (WeightMatrix, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void) {
-        let task = tasks[t]
-        let w = parts[task.part], y = outputs[task.part] + rowOffset &* w.rows
-        product(w, task.lo, task.hi, y, worker)
-        guard epilogue == .siluMul else { return }
-        let up = parts[1], u = outputs[1] + rowOffset &* up.rows
-        product(up, task.lo, task.hi, u, worker)
-        for i in 0..<n {
-            siluMul(y + (i &* w.rows &+ task.lo), u + (i &* w.rows &+ task.lo), count: task.hi &- task.lo,
-                    mode: compute.mode)
+    private func runTasks(_ job: Job) {
+        if let pool = compute.pool, pool.threads > 1 {
+            pool.run(tasks: tasks.count, job)
+        } else {
+            for t in 0..<tasks.count { job.run(task: t, worker: 0) }
         }
     }
 
@@ -157,19 +167,28 @@ public struct FusedProducts: @unchecked Sendable {
             return
         }
         guard let pool = compute.pool, pool.threads > 1, n >= 4 * pool.threads else {
-            normalizeAndQuantize(x, 0..<n, cols: cols, norm: norm, format: format, into: dst, stride: stride,
+            Self.normalizeAndQuantize(x, 0..<n, cols: cols, norm: norm, format: format, into: dst, stride: stride,
                                  temp: rowTemps)
             return
         }
-        let per = (n + pool.threads - 1) / pool.threads
-        pool.run(tasks: pool.threads) { t, worker in
-            normalizeAndQuantize(x, min(n, t * per)..<min(n, (t + 1) * per), cols: cols, norm: norm, format: format,
-                                 into: dst, stride: stride, temp: rowTemps + worker &* cols)
+        pool.run(tasks: pool.threads, PrepareJob(x: x, rows: n, cols: cols, norm: norm, format: format, dst: dst,
+                                                 stride: stride, rowTemps: rowTemps,
+                                                 per: (n + pool.threads - 1) / pool.threads))
+    }
+
+    /// Rows `per · task ..< per · (task + 1)` normalised and quantized, through the worker's row buffer.
+    private struct PrepareJob: PoolJob {
+        let x: UnsafePointer<Float>, rows: Int, cols: Int, norm: FusedNorm, format: ActivationFormat
+        let dst: UnsafeMutableRawPointer, stride: Int, rowTemps: UnsafeMutablePointer<Float>, per: Int
+
+        func run(task: Int, worker: Int) {
+            FusedProducts.normalizeAndQuantize(x, min(rows, task * per)..<min(rows, (task + 1) * per), cols: cols, norm: norm,
+                                 format: format, into: dst, stride: stride, temp: rowTemps + worker &* cols)
         }
     }
 
     @inline(__always)
-    private func normalizeAndQuantize(_ x: UnsafePointer<Float>, _ rows: Range<Int>, cols: Int, norm: FusedNorm,
+    private static func normalizeAndQuantize(_ x: UnsafePointer<Float>, _ rows: Range<Int>, cols: Int, norm: FusedNorm,
                                       format: ActivationFormat, into dst: UnsafeMutableRawPointer, stride: Int,
                                       temp: UnsafeMutablePointer<Float>) {
         for i in rows {

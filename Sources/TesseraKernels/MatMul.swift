@@ -64,10 +64,20 @@ public func matmul(_ x: UnsafePointer<Float>, rows n: Int, xStride: Int? = nil, 
                   accumulate: accumulate)
         return
     }
-    let split = RowSplit(rows: w.rows, threads: pool.threads)
-    pool.run(tasks: split.tasks) { task, worker in
-        exactRows(split.range(task), x, rows: n, xStride: xs, weight: w, into: y, yStride: ys,
-                  scratch: scratch + worker &* w.scratchCount, accumulate: accumulate)
+    pool.run(tasks: RowSplit(rows: w.rows, threads: pool.threads).tasks,
+             ExactJob(x: x, rows: n, xStride: xs, weight: w, y: y, yStride: ys, scratch: scratch,
+                      accumulate: accumulate, split: RowSplit(rows: w.rows, threads: pool.threads)))
+}
+
+/// An exact product's output rows in `RowSplit` ranges; each worker decodes weight rows into its own scratch.
+private struct ExactJob: PoolJob {
+    let x: UnsafePointer<Float>, rows: Int, xStride: Int, weight: WeightMatrix
+    let y: UnsafeMutablePointer<Float>, yStride: Int, scratch: UnsafeMutablePointer<Float>, accumulate: Bool
+    let split: RowSplit
+
+    func run(task: Int, worker: Int) {
+        exactRows(split.range(task), x, rows: rows, xStride: xStride, weight: weight, into: y, yStride: yStride,
+                  scratch: scratch + worker &* weight.scratchCount, accumulate: accumulate)
     }
 }
 

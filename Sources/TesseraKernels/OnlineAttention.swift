@@ -62,16 +62,12 @@ public struct OnlineAttention {
         for i in 0..<n { longest = max(longest, spans[i].length) }
         let s = splits(tokens: n, longest: longest), part = headDim + 2
         let tasks = n * heads * s
+        let job = Job(attention: self, splits: s, queries: queries, queryStride: queryStride, spans: spans,
+                      output: output, outputStride: outputStride, partials: partials)
         if let pool, pool.threads > 1, tasks > 1 {
-            pool.run(tasks: tasks) { task, _ in
-                run(task, splits: s, queries: queries, queryStride: queryStride, spans: spans, output: output,
-                    outputStride: outputStride, partials: partials)
-            }
+            pool.run(tasks: tasks, job)
         } else {
-            for task in 0..<tasks {
-                run(task, splits: s, queries: queries, queryStride: queryStride, spans: spans, output: output,
-                    outputStride: outputStride, partials: partials)
-            }
+            for task in 0..<tasks { job.run(task: task, worker: 0) }
         }
         guard s > 1 else { return }
         for i in 0..<n {
@@ -81,9 +77,26 @@ public struct OnlineAttention {
         }
     }
 
+    /// One call's tasks: (token, head, split).
+    private struct Job: PoolJob {
+        let attention: OnlineAttention
+        let splits: Int
+        let queries: UnsafePointer<Float>
+        let queryStride: Int
+        let spans: UnsafePointer<AttentionSpan>
+        let output: UnsafeMutablePointer<Float>
+        let outputStride: Int
+        let partials: UnsafeMutablePointer<Float>
+
+        func run(task: Int, worker: Int) {
+            attention.run(task, splits: splits, queries: queries, queryStride: queryStride, spans: spans,
+                          output: output, outputStride: outputStride, partials: partials)
+        }
+    }
+
     /// Task (token i, head h, split) of a job with `s` splits per head.
     @inline(__always)
-    private func run(_ task: Int, splits s: Int, queries: UnsafePointer<Float>, queryStride: Int,
+    fileprivate func run(_ task: Int, splits s: Int, queries: UnsafePointer<Float>, queryStride: Int,
                      spans: UnsafePointer<AttentionSpan>, output: UnsafeMutablePointer<Float>, outputStride: Int,
                      partials: UnsafeMutablePointer<Float>) {
         let hd = headDim, split = task % s, h = (task / s) % heads, i = task / (s * heads)

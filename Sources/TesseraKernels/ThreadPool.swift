@@ -27,12 +27,54 @@ public final class ThreadPool: @unchecked Sendable {
             return
         }
         withoutActuallyEscaping(body) { body in
-            var job = body
+            // The closure travels inside a struct: a bare closure passed through a generic pointer would be
+            // re-abstracted, which allocates a thunk context on every job.
+            var job = Job(body: body)
             withUnsafeMutablePointer(to: &job) { pointer in
                 tk_pool_run(handle, { context, task, worker in
-                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(task), Int(worker))
+                    context!.assumingMemoryBound(to: Job.self).pointee.body(Int(task), Int(worker))
                 }, pointer, Int64(tasks))
             }
         }
     }
+
+    private struct Job {
+        let body: (Int, Int) -> Void
+    }
+
+    /// Runs `job.run(task:worker:)` for every task in `0..<tasks`, like `run(tasks:_:)`, without allocating: the job
+    /// is a value the caller builds on its stack, reached by the workers through a pointer. Hot paths (every product
+    /// and attention of a decode step) use this form; a closure converted for the C pool would be heap-allocated.
+    public func run<Job: PoolJob>(tasks: Int, _ job: Job) {
+        guard tasks > 0 else { return }
+        guard let handle else {
+            for t in 0..<tasks { job.run(task: t, worker: 0) }
+            return
+        }
+        withUnsafePointer(to: job) { pointer in
+            // one word of payload: stored inline in the existential, no box
+            var erased: any PoolJobReference = JobReference(pointer: pointer)
+            withUnsafeMutablePointer(to: &erased) { context in
+                tk_pool_run(handle, { context, task, worker in
+                    context!.assumingMemoryBound(to: (any PoolJobReference).self).pointee.run(task: Int(task),
+                                                                                            worker: Int(worker))
+                }, context, Int64(tasks))
+            }
+        }
+    }
+}
+
+/// Work split into tasks for `ThreadPool.run(tasks:_:)`: `run` is called once per task, on any thread, with a
+/// `worker` index unique among the tasks running at the same time.
+public protocol PoolJob {
+    func run(task: Int, worker: Int)
+}
+
+private protocol PoolJobReference {
+    func run(task: Int, worker: Int)
+}
+
+private struct JobReference<Job: PoolJob>: PoolJobReference {
+    let pointer: UnsafePointer<Job>
+    func run(task: Int, worker: Int) { pointer.pointee.run(task: task, worker: worker) }
 }

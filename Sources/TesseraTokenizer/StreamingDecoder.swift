@@ -16,16 +16,39 @@ public struct StreamingDecoder: Sendable {
 
     /// Adds one id; returns the newly completed text.
     public mutating func feed(_ id: Int) -> String {
+        var scalars: [Unicode.Scalar] = []
+        feed(id, into: &scalars)
+        var text = ""
+        text.unicodeScalars.append(contentsOf: scalars)
+        return text
+    }
+
+    /// Adds one id and appends the newly completed characters to `scalars` (no allocation once `scalars` and the
+    /// decoder's own buffer have grown to a token's length).
+    public mutating func feed(_ id: Int, into scalars: inout [Unicode.Scalar]) {
+        if pending.capacity < 64 { pending.reserveCapacity(64) }
         tokenizer.appendBytes(of: id, skipSpecialTokens: skipSpecialTokens, to: &pending)
         let cut = completePrefixLength(pending)
-        guard cut > 0 else { return "" }
-        var ready = pending[..<cut]
-        pending.removeFirst(cut)
+        guard cut > 0 else { return }
+        var skip = 0
         if !started {
             started = true
-            if tokenizer.spec.stripLeadingSpace && ready.first == 0x20 { ready = ready.dropFirst() }
+            if tokenizer.spec.stripLeadingSpace && pending.first == 0x20 { skip = 1 }
         }
-        return String(decoding: ready, as: UTF8.self)
+        Self.decode(pending[skip..<cut], into: &scalars)
+        pending.removeFirst(cut)
+    }
+
+    /// Appends the scalars of complete UTF-8 `bytes` (U+FFFD for a malformed sequence).
+    private static func decode(_ bytes: ArraySlice<UInt8>, into scalars: inout [Unicode.Scalar]) {
+        var iterator = bytes.makeIterator(), utf8 = UTF8()
+        while true {
+            switch utf8.decode(&iterator) {
+            case .scalarValue(let scalar): scalars.append(scalar)
+            case .error: scalars.append("\u{FFFD}")
+            case .emptyInput: return
+            }
+        }
     }
 
     /// Flushes what is left: an incomplete sequence at the very end becomes U+FFFD.
