@@ -20,6 +20,8 @@ struct ModelOptions: ParsableArguments {
     var noFusion = false
     @Option(help: "Convert F32/F16/BF16 weight matrices to this type while loading: q8_0 or q4_0 (quantized checkpoints are kept as they are; `infer-worker quantize` writes a converted file).")
     var quantize: String?
+    @Flag(help: "Print the time per operator kind and per layer (and communication) after the run, for every rank.")
+    var profile = false
     @Option(help: "How the KV cache stores keys and values: f32 (exact) or q8_0 (8-bit, about 3.4x smaller).")
     var kvCache = "f32"
 
@@ -35,7 +37,7 @@ struct ModelOptions: ParsableArguments {
             }
             type = t
         }
-        return LoadOptions(layers: layers, compute: try compute(), kvCache: kv, quantize: type)
+        return LoadOptions(layers: layers, compute: try compute(), kvCache: kv, quantize: type, profile: profile)
     }
 
     /// How the model computes: exact float32 or the fast kernels, on `threads` threads.

@@ -18,6 +18,7 @@ extension GenerateCommand {
         guard case .decoder(let role) = groups.role else {
             try DecoderWorker.serve(groups: groups, stage: nil)              // vision ranks idle in a text job
             _ = try RankReport.gather(RankReport(communicationSeconds: communicationSeconds(groups)), groups: groups)
+            if modelOptions.profile { _ = try ProfileReport.gather("", groups: groups) }
             return
         }
         let config = try ModelRegistry.config(of: source)
@@ -66,6 +67,9 @@ extension GenerateCommand {
                 try DecoderWorker.serve(groups: groups, stage: stage)
                 _ = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups,
                        clock: clock, steps: runStage?.steps ?? 0), groups: groups)
+                if modelOptions.profile {
+                    _ = try ProfileReport.gather(ProfileReport.text(model, steps: stage.steps, groups: groups), groups: groups)
+                }
                 return
             }
             distributed = DistributedExecutor(groups: groups, stage: stage, sequenceSlots: prompts.count, contextLength: context)
@@ -111,6 +115,12 @@ extension GenerateCommand {
                        clock: clock, steps: runStage?.steps ?? 0), groups: groups) {
                 log(RankReport.render(reports, groups: groups))
             }
+            if modelOptions.profile, let texts = try ProfileReport.gather(
+                ProfileReport.text(model, steps: runStage?.steps ?? 0, groups: groups), groups: groups) {
+                log(ProfileReport.render(texts))
+            }
+        } else if modelOptions.profile {
+            log(ProfileReport.render([ProfileReport.text(model, steps: stats.decodeSteps + 1, groups: nil)]))
         }
         if let promptLogits {
             let floats = outputs.flatMap { $0.promptLogits ?? [] }

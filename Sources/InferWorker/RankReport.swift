@@ -1,6 +1,7 @@
 import Foundation
 import TesseraCollectives
 import TesseraFormats
+import TesseraModels
 import TesseraParallel
 
 /// What each rank reports to the coordinator after a distributed run: weight bytes it holds resident versus the
@@ -57,4 +58,45 @@ struct RankReport {
 /// Seconds this rank spent in MPI operations over all its communicators.
 func communicationSeconds(_ groups: ProcessGroups) -> Double {
     groups.all.reduce(0) { $0 + $1.stats.totalSeconds }
+}
+
+/// `--profile` across ranks: every rank's operator table, gathered as text to the coordinator, which prints them
+/// in rank order.
+enum ProfileReport {
+    /// This rank's table (empty for a rank without a model, e.g. an idle vision rank).
+    static func text(_ model: (any LanguageModel)?, steps: Int, groups: ProcessGroups?) -> String {
+        guard let profiler = model?.profiler else { return "" }
+        let communication = groups.map { communicationSeconds($0) }
+        return profiler.report(steps: steps, communication: communication)
+    }
+
+    /// Collective over the world: returns every rank's text on the coordinator, nil elsewhere.
+    static func gather(_ mine: String, groups: ProcessGroups) throws -> [String]? {
+        let world = groups.world, root = groups.topology.coordinator, bytes = Array(mine.utf8)
+        var counts = [Int64](repeating: 0, count: world.size)
+        try [Int64(bytes.count)].withUnsafeBufferPointer { input in
+            try counts.withUnsafeMutableBufferPointer { try world.allGather(input, into: $0) }
+        }
+        let sizes = counts.map { Int($0) }
+        var all = [UInt8](repeating: 0, count: world.rank == root ? sizes.reduce(0, +) : 0)
+        try bytes.withUnsafeBufferPointer { input in
+            try all.withUnsafeMutableBufferPointer { out in
+                try world.gather(input, into: world.rank == root ? out : nil, counts: sizes, root: root)
+            }
+        }
+        guard world.rank == root else { return nil }
+        var texts: [String] = [], offset = 0
+        for size in sizes {
+            texts.append(String(decoding: all[offset..<(offset + size)], as: UTF8.self))
+            offset += size
+        }
+        return texts
+    }
+
+    /// Prints each rank's table under a heading naming the rank (one table, unlabelled, for a single rank).
+    static func render(_ texts: [String]) -> String {
+        if texts.count == 1 { return "tessera: profile\n" + texts[0] }
+        return texts.enumerated().filter { !$0.element.isEmpty }
+            .map { "tessera: profile of rank \($0.offset)\n" + $0.element }.joined(separator: "\n")
+    }
 }

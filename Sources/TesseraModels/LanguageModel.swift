@@ -1,3 +1,4 @@
+import TesseraKernels
 // What every architecture offers the engine: whole forward passes, and the pieces pipeline stages run.
 
 /// A causal language model over flattened multi-sequence batches.
@@ -17,6 +18,8 @@ public protocol LanguageModel: AnyObject {
     /// Bytes of the weight matrices this instance's products and lookups read, in their encodings (converted or
     /// repacked copies included, each matrix counted once).
     var weightBytes: Int { get }
+    /// Time per operator and layer, when the model was loaded with `LoadOptions.profile`.
+    var profiler: Profiler? { get }
 
     /// A cache for all layers with `sequences` slots of `contextLength` positions.
     func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache

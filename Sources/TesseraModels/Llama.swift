@@ -58,6 +58,17 @@ public final class LlamaModel: LanguageModel {
     let compute: ComputeOptions
     /// How `makeCache` stores keys and values.
     public let kvCacheType: KVCacheType
+    /// Time per operator and layer, when profiling (`LoadOptions.profile`).
+    public let profiler: Profiler?
+
+    /// Runs `body`, adding its time to `op` of `layer` when profiling.
+    @inline(__always)
+    private func timed<R>(_ op: ProfiledOperator, _ layer: Int?, _ body: () throws -> R) rethrows -> R {
+        guard let profiler else { return try body() }
+        let start = Profiler.now()
+        defer { profiler.add(op, layer: layer, since: start) }
+        return try body()
+    }
     /// Per held layer, Q/K/V as one fused product and gate/up as one with SiLU·mul (nil where not fusable).
     private var fusedQKV: [FusedProducts?] = []
     private var fusedGateUp: [FusedProducts?] = []
@@ -92,6 +103,7 @@ public final class LlamaModel: LanguageModel {
         mode = options.compute.mode
         compute = options.compute
         kvCacheType = options.kvCache
+        profiler = options.profile ? Profiler(layers: config.layerCount) : nil
         if let error = fitLayout() { throw error }
         fuse()
     }
@@ -142,10 +154,12 @@ public final class LlamaModel: LanguageModel {
         var start = 0
         while start < batch.count {
             let chunk = start..<min(batch.count, start + maxBatchTokens)
-            embed(batch, tokens: chunk, into: workspace.x)
+            timed(.embedding, nil) { embed(batch, tokens: chunk, into: workspace.x) }
             try runLayers(0..<layerCount, hidden: workspace.x, batch: batch, tokens: chunk, cache: cache)
-            row += projectLogits(hidden: workspace.x, batch: batch, tokens: chunk,
-                                 into: logits.baseAddress.map { $0 + row * vocabularySize })
+            row += timed(.head, nil) {
+                projectLogits(hidden: workspace.x, batch: batch, tokens: chunk,
+                              into: logits.baseAddress.map { $0 + row * vocabularySize })
+            }
             start = chunk.upperBound
         }
         cache.commit(batch)
@@ -154,7 +168,7 @@ public final class LlamaModel: LanguageModel {
     public func embed(_ batch: Batch, into hidden: UnsafeMutablePointer<Float>) throws {
         try checkChunk(batch)
         try checkTokens(batch)
-        embed(batch, tokens: 0..<batch.count, into: hidden)
+        timed(.embedding, nil) { embed(batch, tokens: 0..<batch.count, into: hidden) }
     }
 
     public func forward(layers: Range<Int>, hidden: UnsafeMutablePointer<Float>, batch: Batch,
@@ -171,7 +185,7 @@ public final class LlamaModel: LanguageModel {
     public func logits(hidden: UnsafePointer<Float>, batch: Batch, into logits: UnsafeMutablePointer<Float>) throws {
         if let layoutError { throw layoutError }
         try checkChunk(batch)
-        _ = projectLogits(hidden: hidden, batch: batch, tokens: 0..<batch.count, into: logits)
+        _ = timed(.head, nil) { projectLogits(hidden: hidden, batch: batch, tokens: 0..<batch.count, into: logits) }
     }
 
     // MARK: - Math over one chunk of the batch (rows of `hidden` are tokens `tokens` of `batch`)
@@ -208,49 +222,59 @@ public final class LlamaModel: LanguageModel {
         let index = l - heldLayers.lowerBound, block = blocks[index], att = block.attention
         let qDim = att.headCount * headDim, kvDim = att.kvHeadCount * headDim
         if !fusedQKV.isEmpty, let qkv = fusedQKV[index] {
-            block.attentionNorm.withUnsafeBufferPointer { w in
-                qkv(x, rows: n, norm: FusedNorm(weight: w.baseAddress!, eps: config.rmsNormEps), normed: ws.xb,
-                    outputs: FusedOutputs(ws.q, ws.k, ws.v), scratch: ws.rowScratch)
+            timed(.qkv, l) {   // the norm is part of the fused product's input preparation
+                block.attentionNorm.withUnsafeBufferPointer { w in
+                    qkv(x, rows: n, norm: FusedNorm(weight: w.baseAddress!, eps: config.rmsNormEps), normed: ws.xb,
+                        outputs: FusedOutputs(ws.q, ws.k, ws.v), scratch: ws.rowScratch)
+                }
+                att.q.fusable?.addBias(rows: n, into: ws.q)
+                att.k.fusable?.addBias(rows: n, into: ws.k)
+                att.v.fusable?.addBias(rows: n, into: ws.v)
             }
-            att.q.fusable?.addBias(rows: n, into: ws.q)
-            att.k.fusable?.addBias(rows: n, into: ws.k)
-            att.v.fusable?.addBias(rows: n, into: ws.v)
         } else {
-            block.attentionNorm.withUnsafeBufferPointer { w in
-                for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+            timed(.attentionNorm, l) {
+                block.attentionNorm.withUnsafeBufferPointer { w in
+                    for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+                }
             }
-            att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
-            att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
-            att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
+            timed(.qkv, l) {
+                att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
+                att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
+                att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
+            }
         }
+        let ropeStart = profiler == nil ? 0 : Profiler.now()
         for (i, t) in tokens.enumerated() {
             rope.apply(ws.q + i * qDim, heads: att.headCount, cos: ws.cos + i * half, sin: ws.sin + i * half)
             rope.apply(ws.k + i * kvDim, heads: att.kvHeadCount, cos: ws.cos + i * half, sin: ws.sin + i * half)
             cache.write(layer: l, sequence: batch.sequences[t], position: batch.positions[t], key: ws.k + i * kvDim,
                         value: ws.v + i * kvDim)
         }
+        profiler?.add(.ropeAndCache, layer: l, since: ropeStart)
         let scale = 1 / Float(headDim).squareRoot()
-        if usesOnlineAttention(cache) {
-            for (i, t) in tokens.enumerated() {
-                let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
-                ws.spans[i] = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
-            }
-            OnlineAttention(heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
-                            layout: cache.layout, pool: compute.pool)(
-                queries: ws.q, queryStride: qDim, spans: ws.spans, tokens: n, output: ws.attn, outputStride: qDim,
-                partials: ws.partials)
-        } else {
-            for (i, t) in tokens.enumerated() {
-                let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
-                let span = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
-                TesseraKernels.attention(
-                    query: ws.q + i * qDim, keys: span.keys.assumingMemoryBound(to: Float.self),
-                    values: span.values.assumingMemoryBound(to: Float.self), length: span.length,
-                    kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
-                    scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
+        timed(.attention, l) {
+            if usesOnlineAttention(cache) {
+                for (i, t) in tokens.enumerated() {
+                    let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+                    ws.spans[i] = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
+                }
+                OnlineAttention(heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
+                                layout: cache.layout, pool: compute.pool)(
+                    queries: ws.q, queryStride: qDim, spans: ws.spans, tokens: n, output: ws.attn, outputStride: qDim,
+                    partials: ws.partials)
+            } else {
+                for (i, t) in tokens.enumerated() {
+                    let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
+                    let span = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
+                    TesseraKernels.attention(
+                        query: ws.q + i * qDim, keys: span.keys.assumingMemoryBound(to: Float.self),
+                        values: span.values.assumingMemoryBound(to: Float.self), length: span.length,
+                        kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
+                        scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
+                }
             }
         }
-        residual(att.o, ws.attn, rows: n, into: x)
+        timed(.attentionOutput, l) { residual(att.o, ws.attn, rows: n, into: x) }
     }
 
     /// x += linear(input): folded into the product's stores when fusing, else a product into `xb` and an add.
@@ -270,19 +294,25 @@ public final class LlamaModel: LanguageModel {
         let ws = workspace, hidden = hiddenSize, index = l - heldLayers.lowerBound
         let block = blocks[index], mlp = block.mlp
         if !fusedGateUp.isEmpty, let gateUp = fusedGateUp[index] {
-            block.mlpNorm.withUnsafeBufferPointer { w in
-                gateUp(x, rows: n, norm: FusedNorm(weight: w.baseAddress!, eps: config.rmsNormEps), normed: ws.xb,
-                       outputs: FusedOutputs(ws.gate, ws.up), scratch: ws.rowScratch)
+            timed(.gateUp, l) {   // norm in the input preparation, SiLU·mul in the tasks
+                block.mlpNorm.withUnsafeBufferPointer { w in
+                    gateUp(x, rows: n, norm: FusedNorm(weight: w.baseAddress!, eps: config.rmsNormEps), normed: ws.xb,
+                           outputs: FusedOutputs(ws.gate, ws.up), scratch: ws.rowScratch)
+                }
             }
         } else {
-            block.mlpNorm.withUnsafeBufferPointer { w in
-                for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+            timed(.mlpNorm, l) {
+                block.mlpNorm.withUnsafeBufferPointer { w in
+                    for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
+                }
             }
-            mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
-            mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
-            siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize, mode: mode)
+            timed(.gateUp, l) {
+                mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
+                mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
+            }
+            timed(.silu, l) { siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize, mode: mode) }
         }
-        residual(mlp.down, ws.gate, rows: n, into: x)
+        timed(.down, l) { residual(mlp.down, ws.gate, rows: n, into: x) }
     }
 
     /// Final RMSNorm of the rows that want logits, then the head; returns how many logit rows it wrote.

@@ -23,10 +23,12 @@ public struct LoadOptions: Sendable {
     /// Converts F32/F16/BF16 (and other) weight matrices to this type when loading (`--quantize q8_0|q4_0`); nil
     /// uses the checkpoint's types.
     public var quantize: GGMLType?
+    /// Record time per operator and layer (`LlamaModel.profiler`, `--profile`).
+    public var profile: Bool
     public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil, compute: ComputeOptions = .exact,
-                kvCache: KVCacheType = .f32, quantize: GGMLType? = nil) {
+                kvCache: KVCacheType = .f32, quantize: GGMLType? = nil, profile: Bool = false) {
         self.maxBatchTokens = maxBatchTokens; self.layers = layers; self.compute = compute
-        self.kvCache = kvCache; self.quantize = quantize
+        self.kvCache = kvCache; self.quantize = quantize; self.profile = profile
     }
 }
 

@@ -1,4 +1,5 @@
 // One rank's shard of a model, usable wherever a LanguageModel is: collectives run inside its sharded linears.
+import TesseraKernels
 import TesseraModels
 
 /// Rank `rank`'s shard of a Llama-family model (`TensorParallel.load`). Every rank of the group must make the same
@@ -29,6 +30,7 @@ public final class TensorParallelModel: LanguageModel {
     public var kvFloatsPerPosition: Int { base.kvFloatsPerPosition }
     public var maxBatchTokens: Int { base.maxBatchTokens }
     public var weightBytes: Int { base.weightBytes }
+    public var profiler: Profiler? { base.profiler }
 
     public func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache {
         try base.makeCache(sequences: sequences, contextLength: contextLength)
