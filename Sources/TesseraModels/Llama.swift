@@ -232,11 +232,7 @@ public final class LlamaModel: LanguageModel {
                 att.v.fusable?.addBias(rows: n, into: ws.v)
             }
         } else {
-            timed(.attentionNorm, l) {
-                block.attentionNorm.withUnsafeBufferPointer { w in
-                    for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
-                }
-            }
+            timed(.attentionNorm, l) { normalize(x, rows: n, weight: block.attentionNorm, into: ws.xb) }
             timed(.qkv, l) {
                 att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
                 att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
@@ -277,6 +273,14 @@ public final class LlamaModel: LanguageModel {
         timed(.attentionOutput, l) { residual(att.o, ws.attn, rows: n, into: x) }
     }
 
+    /// RMSNorm of `n` rows of the residual stream (the unfused form).
+    private func normalize(_ x: UnsafePointer<Float>, rows n: Int, weight: [Float], into y: UnsafeMutablePointer<Float>) {
+        let hidden = hiddenSize
+        weight.withUnsafeBufferPointer { w in
+            for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: y + i * hidden) }
+        }
+    }
+
     /// x += linear(input): folded into the product's stores when fusing, else a product into `xb` and an add.
     private func residual(_ linear: any Linear, _ input: UnsafePointer<Float>, rows n: Int,
                           into x: UnsafeMutablePointer<Float>) {
@@ -301,11 +305,7 @@ public final class LlamaModel: LanguageModel {
                 }
             }
         } else {
-            timed(.mlpNorm, l) {
-                block.mlpNorm.withUnsafeBufferPointer { w in
-                    for i in 0..<n { rmsNorm(x + i * hidden, weight: w.baseAddress!, count: hidden, eps: config.rmsNormEps, into: ws.xb + i * hidden) }
-                }
-            }
+            timed(.mlpNorm, l) { normalize(x, rows: n, weight: block.mlpNorm, into: ws.xb) }
             timed(.gateUp, l) {
                 mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
                 mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
