@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import TesseraFormats
+import TesseraKernels
 
 /// `infer-bench compare`: Tessera against llama.cpp (through llama-cpp-python) on the same GGUF file with the same
 /// thread count, runs alternating between the engines; prints median prompt and decode tokens/s and the ratios.
@@ -30,8 +32,11 @@ struct CompareBench: ParsableCommand {
         let prompt = (0..<max(1, promptTokens * 3 / 4)).map { words[$0 % words.count] }.joined(separator: " ")
         let worker = root.appendingPathComponent(".build/release/infer-worker")
         print("infer-bench compare: \(modelPath); ~\(promptTokens)-token prompt, \(genTokens) generated tokens; Tessera \(exact ? "exact" : "fast") products; median of \(runs) alternating runs")
-        print("threads  engine      prompt tok/s   decode tok/s")
-        var csv = ["threads,engine,prompt_tokens_per_s,decode_tokens_per_s"]
+        let bytesPerToken = try Self.weightBytesPerToken(modelPath)
+        print(String(format: "weights read per generated token: %.1f MiB (every matrix a decode step multiplies)",
+                     Double(bytesPerToken) / 1048576))
+        print("threads  engine      prompt tok/s   decode tok/s   read GB/s   roofline")
+        var csv = ["threads,engine,prompt_tokens_per_s,decode_tokens_per_s,roofline_fraction"]
         for t in threads.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
             var ours: [Speed] = [], theirs: [Speed] = []
             for r in 0..<runs {
@@ -48,24 +53,36 @@ struct CompareBench: ParsableCommand {
             }
             let a = Speed(prompt: median(ours.map(\.prompt)), decode: median(ours.map(\.decode)))
             let b = Speed(prompt: median(theirs.map(\.prompt)), decode: median(theirs.map(\.decode)))
-            print(String(format: "%7d  Tessera    %12.1f   %12.1f", t, a.prompt, a.decode))
-            print(String(format: "%7d  llama.cpp  %12.1f   %12.1f", t, b.prompt, b.decode))
-            print(String(format: "%7d  ratio      %12.2fx  %12.2fx", t, a.prompt / max(b.prompt, 1e-9), a.decode / max(b.decode, 1e-9)))
-            csv.append(String(format: "%d,tessera,%.2f,%.2f", t, a.prompt, a.decode))
-            csv.append(String(format: "%d,llama.cpp,%.2f,%.2f", t, b.prompt, b.decode))
+            // the roofline: weight bytes per token × tokens/s ÷ the read bandwidth measured now with t threads
+            let bandwidth = MemoryBandwidth.measure(bytes: 1 << 30, threads: t)
+            let ra = Double(bytesPerToken) * a.decode / bandwidth, rb = Double(bytesPerToken) * b.decode / bandwidth
+            print(String(format: "%7d  Tessera    %12.1f   %12.1f   %9.2f   %7.1f%%", t, a.prompt, a.decode,
+                         Double(bytesPerToken) * a.decode / 1e9, 100 * ra))
+            print(String(format: "%7d  llama.cpp  %12.1f   %12.1f   %9.2f   %7.1f%%", t, b.prompt, b.decode,
+                         Double(bytesPerToken) * b.decode / 1e9, 100 * rb))
+            print(String(format: "%7d  ratio      %12.2fx  %12.2fx   (machine read bandwidth %.2f GB/s)", t,
+                         a.prompt / max(b.prompt, 1e-9), a.decode / max(b.decode, 1e-9), bandwidth / 1e9))
+            csv.append(String(format: "%d,tessera,%.2f,%.2f,%.4f", t, a.prompt, a.decode, ra))
+            csv.append(String(format: "%d,llama.cpp,%.2f,%.2f,%.4f", t, b.prompt, b.decode, rb))
         }
         try (csv.joined(separator: "\n") + "\n").write(toFile: "compare.csv", atomically: true, encoding: .utf8)
         print("CSV: compare.csv")
     }
 
-    func tessera(_ worker: URL, _ args: [String]) throws -> Speed {
-        let (status, _, err) = try runCapturing(worker, args)
-        guard status == 0, let line = err.split(separator: "\n").first(where: { $0.contains("tokens/s; generated") }) else {
-            throw ValidationError("Tessera run failed: \(err.suffix(1500))")
+    /// Bytes of the weight matrices one decode step reads: every 2-D tensor but the token embedding (one row is
+    /// looked up), which counts only when it is also the output head (no `output.weight`).
+    static func weightBytesPerToken(_ path: String) throws -> Int {
+        guard case .gguf(let file) = try ModelSource.open(path: path) else {
+            throw ValidationError("compare needs a GGUF file, got \(path)")
         }
-        let numbers = line.replacingOccurrences(of: ",", with: " ").replacingOccurrences(of: ";", with: " ")
-            .split(separator: " ").compactMap { Double($0) }
-        return Speed(prompt: numbers[1], decode: numbers[3])
+        let tied = file.tensorInfos["output.weight"] == nil
+        return file.tensorInfos.values.filter { $0.shape.count == 2 && ($0.name != "token_embd.weight" || tied) }
+            .reduce(0) { $0 + $1.rowCount * $1.rowBytes }
+    }
+
+    func tessera(_ worker: URL, _ args: [String]) throws -> Speed {
+        let report = try WorkerReport.run(worker, args, what: "Tessera")
+        return Speed(prompt: report.promptTokensPerSecond, decode: report.decodeTokensPerSecond)
     }
 
     func llama(_ script: URL, _ model: String, threads: Int, prompt: String) throws -> Speed {

@@ -99,6 +99,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Output: text (streamed) or jsonl (one JSON object per prompt: ids, text, stop reason).")
     var format: OutputFormat = .text
 
+    @Flag(help: "Do not reuse cached keys and values: every step recomputes each sequence's whole prefix (one rank only; for measuring what the KV cache saves).")
+    var noKvCache = false
     @Option(help: "Write each prompt's last-position logits (float32, little-endian, prompt order) to this file.")
     var promptLogits: String?
     @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill] (fault drills).", visibility: .hidden))

@@ -21,6 +21,9 @@ extension GenerateCommand {
             if modelOptions.profile { _ = try ProfileReport.gather("", groups: groups) }
             return
         }
+        guard !noKvCache || world.size == 1 else {
+            throw GenerationError(description: "--no-kv-cache runs on one rank only (this job has \(world.size))")
+        }
         let config = try ModelRegistry.config(of: source)
         let layers = try topology.layerRanges(layerCount: config.layerCount)[role.ppStage]
         let model: any LanguageModel
@@ -46,7 +49,9 @@ extension GenerateCommand {
         var runStage: PipelineStage? = nil
         if world.size == 1 {
             warmFileCache(modelPath)
-            executor = try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
+            executor = noKvCache
+                ? try RecomputingExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
+                : try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
         } else {
             let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
                                           sequenceSlots: prompts.count, contextLength: context)

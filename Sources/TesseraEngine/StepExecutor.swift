@@ -34,3 +34,48 @@ public final class LocalExecutor: StepExecutor {
 
     public func release(sequence: Int) throws { cache.setOffset(0, of: sequence) }
 }
+
+/// One process runs the whole model without reusing cached keys and values: every step recomputes each
+/// sequence's whole prefix (`--no-kv-cache`), which is what the KV cache saves. For measuring that saving only.
+public final class RecomputingExecutor: StepExecutor {
+    public let model: any LanguageModel
+    public let cache: any KVCache
+    private var histories: [[Int]]
+
+    public init(model: any LanguageModel, sequenceSlots: Int, contextLength: Int) throws {
+        self.model = model
+        cache = try model.makeCache(sequences: sequenceSlots, contextLength: contextLength)
+        histories = Array(repeating: [], count: sequenceSlots)
+    }
+
+    public var vocabularySize: Int { model.vocabularySize }
+    public var contextLength: Int { cache.contextLength }
+    public var sequenceSlots: Int { cache.sequenceCount }
+
+    /// Records the batch's tokens in each sequence's history, then runs every sequence that wants logits from
+    /// position 0 (its cache slot emptied first), with logits at the batch's own positions.
+    public func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws {
+        for i in 0..<batch.count {
+            let s = batch.sequences[i], p = batch.positions[i]
+            guard histories.indices.contains(s), p <= histories[s].count else {
+                throw GenerationError(description: "step for sequence \(s) at position \(p) skips positions")
+            }
+            histories[s].removeSubrange(p...)
+            histories[s].append(batch.tokens[i])
+        }
+        var full = Batch()
+        for i in 0..<batch.count where batch.wantsLogits[i] {
+            let s = batch.sequences[i], p = batch.positions[i]
+            cache.reset(sequence: s)
+            for (position, token) in histories[s][...p].enumerated() {
+                full.append(token: token, position: position, sequence: s, wantsLogits: position == p)
+            }
+        }
+        try model.forward(full, cache: cache, logits: logits)
+    }
+
+    public func release(sequence: Int) throws {
+        cache.setOffset(0, of: sequence)
+        if histories.indices.contains(sequence) { histories[sequence].removeAll() }
+    }
+}

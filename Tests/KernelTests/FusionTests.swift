@@ -187,3 +187,26 @@ final class FusionTests: XCTestCase {
     }
 }
 
+
+final class MemoryBandwidthTests: XCTestCase {
+    /// The probe reads every byte at every level (its checksum equals the portable one, and changes with any word).
+    func testReadsEveryWordAtEveryLevel() {
+        var rng = Rand(3)
+        var words = (0..<1003).map { _ in rng.next() }
+        func checksum() -> [UInt64] {
+            var sums: [UInt64] = []
+            forEachLevel { _ in sums.append(words.withUnsafeBytes { MemoryBandwidth.read($0.baseAddress!, bytes: $0.count) }) }
+            return sums
+        }
+        let before = checksum()
+        XCTAssertEqual(Set(before).count, 1, "levels disagree: \(before)")
+        for i in [0, 17, 500, 1002] {
+            words[i] &+= 1
+            let after = checksum()
+            XCTAssertEqual(Set(after).count, 1)
+            XCTAssertNotEqual(after[0], before[0], "word \(i) was not read")
+            words[i] &-= 1
+        }
+        XCTAssertGreaterThan(MemoryBandwidth.measure(bytes: 1 << 22, threads: 2, passes: 2), 0)
+    }
+}

@@ -131,6 +131,13 @@ void tk_attention_q8_partial(const float *q, const void *keys, const void *value
 void tk_attention_combine(const float *m, const float *l, const float *acc, int32_t parts, int32_t head_dim,
                           float *out);
 
+// MARK: - Memory bandwidth probe
+
+/// Reads `bytes` (a multiple of 8) at `buffer` with the active level's widest loads; returns the words' 64-bit sum
+/// (equal at every level), so the reads cannot be optimised away. infer-bench times it: the machine's read bandwidth,
+/// the roofline's denominator.
+uint64_t tk_read_memory(const void *buffer, size_t bytes);
+
 // MARK: - Thread pool
 
 /// A pool of persistent worker threads: created once, spinning briefly and then parked between jobs.
