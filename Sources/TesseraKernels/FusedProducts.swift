@@ -40,8 +40,12 @@ public struct FusedProducts: @unchecked Sendable {
     public let compute: ComputeOptions
     /// The activation format all parts' `.fast` kernels take; nil computes `.exact`.
     let format: ActivationFormat?
-    /// The job's tasks: (part, output row range); with `.siluMul`, ranges of the gate matrix (part 0).
-    let tasks: [(part: Int, lo: Int, hi: Int)]
+    /// Output rows `lo..<hi` of matrix `part`.
+    struct Segment { let part: Int, lo: Int, hi: Int }
+    /// The job's tasks, each one or more segments; with `.siluMul`, ranges of the gate matrix (part 0).
+    let tasks: [[Segment]]
+    /// Tasks per thread: enough to balance uneven progress, few enough that small products are not all overhead.
+    static let tasksPerThread = 2
 
     /// nil when the matrices cannot share one preparation: different row lengths or activation formats, fewer than
     /// two or more than three of them, or `.siluMul` on matrices of different shapes.
@@ -60,10 +64,24 @@ public struct FusedProducts: @unchecked Sendable {
         }
         self.parts = parts.map { $0.prepared(for: compute.mode) }
         self.epilogue = epilogue; self.compute = compute
-        var tasks: [(part: Int, lo: Int, hi: Int)] = []
-        for (p, w) in parts.enumerated() where epilogue == .none || p == 0 {
-            let split = RowSplit(rows: w.rows, threads: compute.threads)
-            for t in 0..<split.tasks { let r = split.range(t); tasks.append((p, r.lowerBound, r.upperBound)) }
+        // Tasks cut the concatenated rows (gate rows with `.siluMul`) into about `tasksPerThread` pieces per thread,
+        // each a whole number of 16-row groups that may span several matrices: small matrices (Q/K/V of a small
+        // model) do not become many tiny tasks.
+        let rows = epilogue == .siluMul ? first.rows : parts.reduce(0) { $0 + $1.rows }
+        let pieces = max(1, min(rows / 16, compute.threads * FusedProducts.tasksPerThread))
+        let chunk = ((rows + pieces - 1) / pieces + 15) & ~15
+        var tasks: [[Segment]] = []
+        var start = 0
+        while start < rows {
+            let end = min(rows, start + chunk)
+            var segments: [Segment] = [], offset = 0
+            for (p, w) in parts.enumerated() where epilogue == .none || p == 0 {
+                let lo = max(start, offset), hi = min(end, offset + w.rows)
+                if lo < hi { segments.append(Segment(part: p, lo: lo - offset, hi: hi - offset)) }
+                offset += w.rows
+            }
+            tasks.append(segments)
+            start = end
         }
         self.tasks = tasks
     }
@@ -124,7 +142,11 @@ public struct FusedProducts: @unchecked Sendable {
         let outputs: FusedOutputs
 
         func run(task t: Int, worker: Int) {
-            let task = products.tasks[t]
+            for segment in products.tasks[t] { run(segment, worker: worker) }
+        }
+
+        @inline(__always)
+        private func run(_ task: Segment, worker: Int) {
             let w = products.parts[task.part], y = outputs[task.part] + rowOffset &* w.rows
             product(w, task.lo, task.hi, y, worker)
             guard products.epilogue == .siluMul else { return }
