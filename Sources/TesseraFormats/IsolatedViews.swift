@@ -29,6 +29,10 @@ final class MappedRegion: @unchecked Sendable {
     deinit { munmap(base, length) }
 }
 
+extension MappedRegion: FileBackedPages {
+    func releasePages(_ range: UnsafeRawBufferPointer) { releaseMappedPages(range) }
+}
+
 /// The isolated regions a store has handed out, for measuring what a rank holds.
 final class RegionRegistry: Sendable {
     private struct Entry: @unchecked Sendable { weak var region: MappedRegion? }

@@ -55,3 +55,26 @@ final class MappedBytes: @unchecked Sendable {
         return code == ENOENT ? "no such file or directory" : "\(action): \(text)"
     }
 }
+
+/// The owner of a file's mapped pages, which can hand back the physical pages of a range: they fault back in from the
+/// file if read again, so dropping them is always safe. A model that keeps a repacked copy of a weight uses this to
+/// stop holding the original too.
+public protocol FileBackedPages: AnyObject {
+    /// Drops the resident pages wholly inside `range` (a part of this owner's bytes).
+    func releasePages(_ range: UnsafeRawBufferPointer)
+}
+
+/// MADV_DONTNEED on the whole pages inside `range` of a private read-only file mapping.
+func releaseMappedPages(_ range: UnsafeRawBufferPointer) {
+    guard let base = range.baseAddress, range.count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + page - 1) / page * page, end = (Int(bitPattern: base) + range.count) / page * page
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, end - start, MADV_DONTNEED)
+}
+
+extension MappedBytes: FileBackedPages {
+    func releasePages(_ range: UnsafeRawBufferPointer) {
+        if isMapped { releaseMappedPages(range) }
+    }
+}

@@ -16,6 +16,9 @@ public struct WeightMatrix: @unchecked Sendable {
     public let packed: PackedRows?
     /// What keeps `base` valid (the view's mapping), held as long as the matrix is.
     public let owner: AnyObject?
+    /// Whether the packed copy replaced the original rows in memory: their file pages were released (they fault
+    /// back in from the file if an exact product or a lookup reads them).
+    public let originalReleased: Bool
 
     /// Wraps a 1-D (one row) or 2-D tensor view.
     public init(_ view: TensorView) throws {
@@ -41,19 +44,30 @@ public struct WeightMatrix: @unchecked Sendable {
             throw KernelError(tensor: name, reason: "\(data.count) bytes, \(rows)x\(cols) \(type) needs \(rows &* rowBytes)")
         }
         self.name = name; self.type = type; self.rows = rows; self.cols = cols
-        self.rowBytes = rowBytes; self.base = address; packed = nil; self.owner = owner
+        self.rowBytes = rowBytes; self.base = address; packed = nil; self.owner = owner; originalReleased = false
     }
 
-    private init(_ w: WeightMatrix, packed: PackedRows?) {
+    private init(_ w: WeightMatrix, packed: PackedRows?, originalReleased: Bool) {
         name = w.name; type = w.type; rows = w.rows; cols = w.cols; rowBytes = w.rowBytes; base = w.base
-        self.packed = packed; owner = w.owner
+        self.packed = packed; owner = w.owner; self.originalReleased = originalReleased
     }
 
     /// This matrix ready for products in `mode`. In `.fast` mode a Q4_0, Q4_1 or Q8_0 matrix of 16 rows or more also
-    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once); otherwise `self`.
+    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once), and when its rows are
+    /// file pages (a mapping) the packed ones are released, so memory holds one copy; otherwise `self`.
     public func prepared(for mode: ComputeMode) -> WeightMatrix {
         guard mode == .fast, packed == nil, let rows = PackedRows(self) else { return self }
-        return WeightMatrix(self, packed: rows)
+        var released = false
+        if let pages = owner as? FileBackedPages {
+            pages.releasePages(UnsafeRawBufferPointer(start: base, count: rows.rows * rowBytes))
+            released = true
+        }
+        return WeightMatrix(self, packed: rows, originalReleased: released)
+    }
+
+    /// Bytes this matrix holds in memory: the packed copy plus the original rows not released.
+    public var heldBytes: Int {
+        (packed?.byteCount ?? 0) + (originalReleased ? (rows - (packed?.rows ?? 0)) * rowBytes : rows * rowBytes)
     }
 
     /// Encoded bytes of row `r`.

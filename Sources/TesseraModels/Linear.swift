@@ -67,7 +67,7 @@ public struct DenseLinear: Linear {
 
     public var fusable: DenseLinear? { self }
 
-    public var weightBytes: Int { weight.rows * weight.rowBytes + (weight.packed?.byteCount ?? 0) }
+    public var weightBytes: Int { weight.heldBytes }
 
     /// Adds the bias (if any) to `n` output rows.
     public func addBias(rows n: Int, into y: UnsafeMutablePointer<Float>) {
