@@ -22,8 +22,9 @@ final class ProfileCLITests: XCTestCase {
         let table = try XCTUnwrap(profiled.stderr.components(separatedBy: "tessera: profile\n").last?[...])
         for label in ["Q/K/V products", "attention ", "gate/up products", "down product + residual", "final norm + head"] {
             let s = try XCTUnwrap(seconds(label, in: table), "no row for \(label): \(profiled.stderr)")
-            XCTAssertGreaterThan(s, 0, label)
+            XCTAssertGreaterThanOrEqual(s, 0, label)   // a tiny model's attention can round to 0.0000 s
         }
+        XCTAssertGreaterThan(try XCTUnwrap(seconds("all operators", in: table)), 0)
         let total = try XCTUnwrap(seconds("all operators", in: table))
         let parts = ["embedding lookup", "Q/K/V products", "RoPE + KV cache write", "attention ", "attention output",
                      "gate/up products", "down product", "final norm + head"].compactMap { seconds($0, in: table) }
