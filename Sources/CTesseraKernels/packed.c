@@ -116,9 +116,19 @@ TK_INLINE TK_AVX512 void packed_tile_avx512(const tk_matmul_args *a, int64_t g, 
         const __m512 mv = KIND == 1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))) : _mm512_setzero_ps();
         for (int k = 0; k < NR; k++) {
             const int32_t *qa = (const int32_t *)(q[k] + 32 * b);   // activation dwords
-            __m512i isum = _mm512_set1_epi32(KIND == 0 ? -8 * sum[k][b] : KIND == 2 ? -128 * sum[k][b] : 0);
-            // wv[c] holds elements 4c..4c+3 of each row (Q4: c ≥ 4 are the high nibbles), as dword c of the block
-            for (int c = 0; c < 8; c++) isum = _mm512_dpbusd_epi32(isum, wv[c], _mm512_set1_epi32(qa[c]));
+            // wv[c] holds elements 4c..4c+3 of each row (Q4: c ≥ 4 are the high nibbles), as dword c of the block;
+            // four independent dpbusd chains (integer sums: the same result in any order) hide its latency
+            __m512i s0 = _mm512_set1_epi32(KIND == 0 ? -8 * sum[k][b] : KIND == 2 ? -128 * sum[k][b] : 0);
+            __m512i s1 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512(), s3 = _mm512_setzero_si512();
+            s0 = _mm512_dpbusd_epi32(s0, wv[0], _mm512_set1_epi32(qa[0]));
+            s1 = _mm512_dpbusd_epi32(s1, wv[1], _mm512_set1_epi32(qa[1]));
+            s2 = _mm512_dpbusd_epi32(s2, wv[2], _mm512_set1_epi32(qa[2]));
+            s3 = _mm512_dpbusd_epi32(s3, wv[3], _mm512_set1_epi32(qa[3]));
+            s0 = _mm512_dpbusd_epi32(s0, wv[4], _mm512_set1_epi32(qa[4]));
+            s1 = _mm512_dpbusd_epi32(s1, wv[5], _mm512_set1_epi32(qa[5]));
+            s2 = _mm512_dpbusd_epi32(s2, wv[6], _mm512_set1_epi32(qa[6]));
+            s3 = _mm512_dpbusd_epi32(s3, wv[7], _mm512_set1_epi32(qa[7]));
+            const __m512i isum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
             const __m512 scale = _mm512_mul_ps(dv, _mm512_set1_ps(d[k][b]));
             acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(_mm512_cvtepi32_ps(isum), scale));
             if (KIND == 1) acc[k] = _mm512_add_ps(acc[k], _mm512_mul_ps(mv, _mm512_set1_ps(s[k][b])));
