@@ -146,7 +146,8 @@ static TK_AVX2 void head_avx2(const float *q, const float *k, const float *v, in
 #endif
 
 void tk_attention(const float *query, const float *keys, const float *values, int64_t length, int64_t kv_stride,
-                  int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores, float *output) {
+                  int64_t head_stride, int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores,
+                  float *output) {
     if (length <= 0 || heads <= 0 || kv_heads <= 0 || head_dim <= 0) return;
     void (*head)(const float *, const float *, const float *, int64_t, int64_t, int64_t, float, float *, float *) =
         head_portable;
@@ -159,7 +160,7 @@ void tk_attention(const float *query, const float *keys, const float *values, in
 #endif
     const int32_t group = heads / kv_heads;
     for (int32_t h = 0; h < heads; h++) {
-        const int64_t offset = (int64_t)(h / group) * head_dim;
+        const int64_t offset = (int64_t)(h / group) * head_stride;
         head(query + (int64_t)h * head_dim, keys + offset, values + offset, length, kv_stride, head_dim, scale, scores,
              output + (int64_t)h * head_dim);
     }
@@ -170,109 +171,174 @@ void tk_attention(const float *query, const float *keys, const float *values, in
 /// Positions scored at a time before the running max, sum and accumulator are updated.
 enum { TK_ATT_CHUNK = 16 };
 
-static void partial_portable(const float *q, const float *k, const float *v, int64_t j0, int64_t j1, int64_t stride,
-                             int64_t hd, float scale, float *mo, float *lo, float *acc) {
-    float m = -INFINITY, l = 0, s[TK_ATT_CHUNK];
-    for (int64_t d = 0; d < hd; d++) acc[d] = 0;
-    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
-        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
-        float top = m;
-        for (int64_t t = 0; t < count; t++) {
-            float dot = 0;
-            for (int64_t d = 0; d < hd; d++) dot += q[d] * k[(j + t) * stride + d];
-            s[t] = dot * scale;
-            top = s[t] > top ? s[t] : top;
-        }
-        const float correction = expf(m - top);
-        l *= correction;
-        for (int64_t d = 0; d < hd; d++) acc[d] *= correction;
-        for (int64_t t = 0; t < count; t++) {
-            const float p = expf(s[t] - top);
-            l += p;
-            for (int64_t d = 0; d < hd; d++) acc[d] += p * v[(j + t) * stride + d];
-        }
-        m = top;
+/// One chunk (count ≤ TK_ATT_CHUNK positions from k/v) of one head's online softmax: updates the running max *m,
+/// sum *l and unnormalised output acc[hd].
+static void chunk_portable(const float *q, const float *k, const float *v, int64_t count, int64_t stride, int64_t hd,
+                           float scale, float *mo, float *lo, float *acc) {
+    float s[TK_ATT_CHUNK], top = *mo;
+    for (int64_t t = 0; t < count; t++) {
+        float dot = 0;
+        for (int64_t d = 0; d < hd; d++) dot += q[d] * k[t * stride + d];
+        s[t] = dot * scale;
+        top = s[t] > top ? s[t] : top;
     }
-    *mo = m; *lo = l;
+    const float correction = expf(*mo - top);
+    float l = *lo * correction;
+    for (int64_t d = 0; d < hd; d++) acc[d] *= correction;
+    for (int64_t t = 0; t < count; t++) {
+        const float p = expf(s[t] - top);
+        l += p;
+        for (int64_t d = 0; d < hd; d++) acc[d] += p * v[t * stride + d];
+    }
+    *mo = top; *lo = l;
 }
 
 #if TK_X86
 
-static TK_AVX512 void partial_avx512(const float *q, const float *k, const float *v, int64_t j0, int64_t j1,
-                                     int64_t stride, int64_t hd, float scale, float *mo, float *lo, float *acc) {
-    float m = -INFINITY, l = 0, s[TK_ATT_CHUNK] __attribute__((aligned(64)));
-    for (int64_t d = 0; d < hd; d += 16) _mm512_mask_storeu_ps(acc + d, mask16(hd - d), _mm512_setzero_ps());
-    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
-        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
-        for (int64_t t = 0; t < count; t++) {
-            s[t] = dot_avx512(q, k + (j + t) * stride, hd) * scale;
-        }
-        const __mmask16 live = mask16(count);
-        const __m512 sv = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, s);
-        const float chunkTop = _mm512_reduce_max_ps(sv), top = chunkTop > m ? chunkTop : m;
-        const float correction = expf(m - top);
-        const __m512 p = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(sv, _mm512_set1_ps(top))));
-        _mm512_store_ps(s, p);
-        l = l * correction + _mm512_reduce_add_ps(p);
-        const __m512 c = _mm512_set1_ps(correction);
-        for (int64_t d = 0; d < hd; d += 16) {
-            const __mmask16 mk = mask16(hd - d);
-            __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, acc + d), c);
-            for (int64_t t = 0; t < count; t++) {
-                a = _mm512_fmadd_ps(_mm512_set1_ps(s[t]), _mm512_maskz_loadu_ps(mk, v + (j + t) * stride + d), a);
-            }
-            _mm512_mask_storeu_ps(acc + d, mk, a);
-        }
-        m = top;
+/// The sums of 16 vectors as one vector (lane t = Σ v[t]): a transpose-and-add tree, about 3 operations per
+/// vector instead of a full horizontal reduction each.
+TK_INLINE TK_AVX512 __m512 sum16x16(const __m512 v[16]) {
+    __m512 w[8], x[4];
+    for (int i = 0; i < 8; i++) {   // per 128-bit lane: v2i and v2i+1 partial sums, interleaved
+        w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
     }
-    *mo = m; *lo = l;
+    for (int i = 0; i < 4; i++) {   // per 128-bit lane: that lane's sums of v4i .. v4i+3
+        x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    const __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x[2], x[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(x[2], x[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(y, z, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(y, z, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-static TK_AVX2 void partial_avx2(const float *q, const float *k, const float *v, int64_t j0, int64_t j1,
-                                 int64_t stride, int64_t hd, float scale, float *mo, float *lo, float *acc) {
-    float m = -INFINITY, l = 0, s[TK_ATT_CHUNK] __attribute__((aligned(32)));
-    for (int64_t d = 0; d < hd; d++) acc[d] = 0;
-    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
-        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
-        float top = m;
-        for (int64_t t = 0; t < count; t++) {
-            s[t] = dot_avx2(q, k + (j + t) * stride, hd) * scale;
-            top = s[t] > top ? s[t] : top;
-        }
-        const float correction = expf(m - top);
-        float sum = 0;
-        for (int64_t t = 0; t < count; t += 8) {
-            const __m256i live = mask8(count - t);
-            const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(live),
-                                           exp8(_mm256_sub_ps(_mm256_maskload_ps(s + t, live), _mm256_set1_ps(top))));
-            _mm256_maskstore_ps(s + t, live, e);
-            sum += hsum8(e);
-        }
-        l = l * correction + sum;
-        const __m256 c = _mm256_set1_ps(correction);
-        for (int64_t d = 0; d < hd; d += 8) {
-            const __m256i mk = mask8(hd - d);
-            __m256 a = _mm256_mul_ps(_mm256_maskload_ps(acc + d, mk), c);
-            for (int64_t t = 0; t < count; t++) {
-                a = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_maskload_ps(v + (j + t) * stride + d, mk), a);
+/// q · k of `count` (≤ 16) consecutive key rows from `k`, `stride` floats apart; lanes from `count` on are 0.
+/// Head sizes that are a multiple of 16 up to 128 keep the query in registers and each row's sum in one register.
+TK_INLINE TK_AVX512 __m512 dots16_avx512(const float *q, const float *k, int64_t count, int64_t stride, int64_t hd) {
+    __m512 a[16];
+    if (hd % 16 == 0 && hd <= 128) {
+        const int blocks = (int)(hd / 16);
+        __m512 qv[8];
+        for (int b = 0; b < blocks; b++) qv[b] = _mm512_loadu_ps(q + 16 * b);
+        for (int t = 0; t < 16; t++) {
+            if (t >= count) { a[t] = _mm512_setzero_ps(); continue; }
+            const float *kt = k + t * stride;
+            __m512 x = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kt)), y = _mm512_setzero_ps();
+            for (int b = 1; b < blocks; b += 2) {
+                y = _mm512_fmadd_ps(qv[b], _mm512_loadu_ps(kt + 16 * b), y);
+                if (b + 1 < blocks) x = _mm512_fmadd_ps(qv[b + 1], _mm512_loadu_ps(kt + 16 * (b + 1)), x);
             }
-            _mm256_maskstore_ps(acc + d, mk, a);
+            a[t] = _mm512_add_ps(x, y);
         }
-        m = top;
+        return sum16x16(a);
     }
-    *mo = m; *lo = l;
+    for (int t = 0; t < 16; t++) a[t] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 16) {
+        const __mmask16 mk = mask16(hd - d);
+        const __m512 qd = _mm512_maskz_loadu_ps(mk, q + d);
+        for (int64_t t = 0; t < count; t++) a[t] = _mm512_fmadd_ps(qd, _mm512_maskz_loadu_ps(mk, k + t * stride + d), a[t]);
+    }
+    return sum16x16(a);
+}
+
+static TK_AVX512 void chunk_avx512(const float *q, const float *k, const float *v, int64_t count, int64_t stride,
+                                   int64_t hd, float scale, float *mo, float *lo, float *acc) {
+    float s[TK_ATT_CHUNK] __attribute__((aligned(64)));
+    const __mmask16 live = mask16(count);
+    const __m512 sv = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live,
+                                         _mm512_mul_ps(dots16_avx512(q, k, count, stride, hd), _mm512_set1_ps(scale)));
+    const float chunkTop = _mm512_reduce_max_ps(sv), top = chunkTop > *mo ? chunkTop : *mo;
+    const float correction = expf(*mo - top);
+    const __m512 p = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(sv, _mm512_set1_ps(top))));
+    _mm512_store_ps(s, p);
+    *lo = *lo * correction + _mm512_reduce_add_ps(p);
+    *mo = top;
+    const __m512 c = _mm512_set1_ps(correction);
+    for (int64_t d0 = 0; d0 < hd; d0 += 64) {   // 64 outputs in four registers: four independent FMA chains
+        const __mmask16 m0 = mask16(hd - d0), m1 = mask16(hd - d0 - 16), m2 = mask16(hd - d0 - 32),
+                        m3 = mask16(hd - d0 - 48);
+        __m512 a0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, acc + d0), c);
+        __m512 a1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, acc + d0 + 16), c);
+        __m512 a2 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m2, acc + d0 + 32), c);
+        __m512 a3 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m3, acc + d0 + 48), c);
+        for (int64_t t = 0; t < count; t++) {
+            const __m512 w = _mm512_set1_ps(s[t]);
+            const float *vt = v + t * stride + d0;
+            a0 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m0, vt), a0);
+            a1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m1, vt + 16), a1);
+            a2 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m2, vt + 32), a2);
+            a3 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m3, vt + 48), a3);
+        }
+        _mm512_mask_storeu_ps(acc + d0, m0, a0);
+        _mm512_mask_storeu_ps(acc + d0 + 16, m1, a1);
+        _mm512_mask_storeu_ps(acc + d0 + 32, m2, a2);
+        _mm512_mask_storeu_ps(acc + d0 + 48, m3, a3);
+    }
+}
+
+static TK_AVX2 void chunk_avx2(const float *q, const float *k, const float *v, int64_t count, int64_t stride,
+                               int64_t hd, float scale, float *mo, float *lo, float *acc) {
+    float s[TK_ATT_CHUNK] __attribute__((aligned(32))), top = *mo;
+    for (int64_t t = 0; t < count; t++) {
+        s[t] = dot_avx2(q, k + t * stride, hd) * scale;
+        top = s[t] > top ? s[t] : top;
+    }
+    const float correction = expf(*mo - top);
+    float sum = 0;
+    for (int64_t t = 0; t < count; t += 8) {
+        const __m256i live = mask8(count - t);
+        const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(live),
+                                       exp8(_mm256_sub_ps(_mm256_maskload_ps(s + t, live), _mm256_set1_ps(top))));
+        _mm256_maskstore_ps(s + t, live, e);
+        sum += hsum8(e);
+    }
+    *lo = *lo * correction + sum;
+    *mo = top;
+    const __m256 c = _mm256_set1_ps(correction);
+    for (int64_t d = 0; d < hd; d += 8) {
+        const __m256i mk = mask8(hd - d);
+        __m256 a = _mm256_mul_ps(_mm256_maskload_ps(acc + d, mk), c);
+        for (int64_t t = 0; t < count; t++) {
+            a = _mm256_fmadd_ps(_mm256_set1_ps(s[t]), _mm256_maskload_ps(v + t * stride + d, mk), a);
+        }
+        _mm256_maskstore_ps(acc + d, mk, a);
+    }
 }
 #endif
 
-void tk_attention_partial(const float *q, const float *keys, const float *values, int64_t j0, int64_t j1,
-                          int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc) {
-    if (j1 <= j0 || head_dim <= 0) { *m = -INFINITY; *l = 0; for (int32_t d = 0; d < head_dim; d++) acc[d] = 0; return; }
+void tk_attention_partial(const float *q, int32_t group, const float *keys, const float *values, int64_t j0,
+                          int64_t j1, int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc) {
+    void (*chunk)(const float *, const float *, const float *, int64_t, int64_t, int64_t, float, float *, float *,
+                  float *) = chunk_portable;
 #if TK_X86
     switch (tk_cpu_level()) {
-    case TK_LEVEL_AVX512: partial_avx512(q, keys, values, j0, j1, stride, head_dim, scale, m, l, acc); return;
-    case TK_LEVEL_AVX2: partial_avx2(q, keys, values, j0, j1, stride, head_dim, scale, m, l, acc); return;
+    case TK_LEVEL_AVX512: chunk = chunk_avx512; break;
+    case TK_LEVEL_AVX2: chunk = chunk_avx2; break;
     default: break;
     }
 #endif
-    partial_portable(q, keys, values, j0, j1, stride, head_dim, scale, m, l, acc);
+    for (int32_t g = 0; g < group; g++) {
+        m[g] = -INFINITY; l[g] = 0;
+        for (int32_t d = 0; d < head_dim; d++) acc[(int64_t)g * head_dim + d] = 0;
+    }
+    // chunks outer, heads inner: a chunk's keys and values are read from memory once for the whole group; the
+    // next chunk's rows are prefetched meanwhile (a head's slice of each row: strided, so hardware prefetchers
+    // see gaps)
+    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
+        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
+        const int64_t ahead = j1 - j - count < TK_ATT_CHUNK ? j1 - j - count : TK_ATT_CHUNK;
+        for (int64_t t = 0; t < ahead; t++) {
+            const float *kt = keys + (j + count + t) * stride, *vt = values + (j + count + t) * stride;
+            for (int32_t d = 0; d < head_dim; d += 16) {
+                __builtin_prefetch(kt + d, 0, 3);
+                __builtin_prefetch(vt + d, 0, 3);
+            }
+        }
+        for (int32_t g = 0; g < group; g++) {
+            chunk(q + (int64_t)g * head_dim, keys + j * stride, values + j * stride, count, stride, head_dim, scale,
+                  m + g, l + g, acc + (int64_t)g * head_dim);
+        }
+    }
 }

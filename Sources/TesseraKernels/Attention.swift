@@ -5,24 +5,27 @@ import CTesseraKernels
 /// query head h reads KV head `h / (heads / kvHeads)`.
 /// - Parameters:
 ///   - query: `[heads × headDim]`.
-///   - keys, values: `[length × kvStride]`, KV head k at offset `k · headDim` within a position's row.
+///   - keys, values: position p of KV head k at `p · kvStride + k · kvHeadStride` floats (`kvHeadStride` defaults to
+///     `headDim`: heads side by side in a position's row).
 ///   - scores: `[length]` scratch.
 ///   - output: `[heads × headDim]`.
 ///   - mode: `.exact` (float32 as written below, any CPU level alike) or `.fast` (the C kernel at the active level:
 ///     FMA dot products, vectorised exp; equal up to rounding).
 public func attention(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                      length: Int, kvStride: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
+                      length: Int, kvStride: Int, kvHeadStride: Int? = nil, heads: Int, kvHeads: Int, headDim: Int,
+                      scale: Float,
                       scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                       mode: ComputeMode = .exact) {
     if mode == .fast {
-        tk_attention(query, keys, values, Int64(length), Int64(kvStride), Int32(heads), Int32(kvHeads), Int32(headDim),
+        tk_attention(query, keys, values, Int64(length), Int64(kvStride), Int64(kvHeadStride ?? headDim), Int32(heads),
+                     Int32(kvHeads), Int32(headDim),
                      scale, scores, output)
         return
     }
     let group = heads / kvHeads
     for h in 0..<heads {
         let q = query + h &* headDim
-        let kvOffset = (h / group) &* headDim
+        let kvOffset = (h / group) &* (kvHeadStride ?? headDim)
         let k = keys + kvOffset
         var j = 0
         while j &+ 4 <= length {   // four positions at a time; each lane equals `dot` exactly

@@ -5,8 +5,9 @@ import Foundation
 
 /// How cached keys and values of one position are stored.
 public enum KVLayout: Sendable, Equatable {
-    /// float32 rows of `stride` floats (KV head k at offset k · headDim).
-    case float(stride: Int)
+    /// float32: position p of KV head k at `p · stride + k · headStride` floats (heads side by side in a row:
+    /// stride = kvDim, headStride = headDim; head-major: stride = headDim, headStride = positions · headDim).
+    case float(stride: Int, headStride: Int)
     /// 8-bit rows (`KVRowQ8`) of `rowBytes` bytes holding `kvDim` values.
     case q8(rowBytes: Int, kvDim: Int)
 }
@@ -41,13 +42,19 @@ public struct OnlineAttention {
     /// Positions below which a head is never split.
     static let minimumSplit = 64
 
-    /// Floats of `partials` scratch any call needs with `threads` threads (splits happen only when tokens × heads
-    /// is below 4 · threads, so at most 8 · threads partial results exist).
-    public static func partialsCount(headDim: Int, threads: Int) -> Int { 8 * max(1, threads) * (headDim + 2) }
+    /// Query heads per KV head: one task attends for the whole group, reading each key and value once.
+    var group: Int { heads / kvHeads }
 
-    /// Splits per head for `n` tokens whose longest span is `longest` positions.
+    /// Floats of `partials` scratch any call needs with `threads` threads and up to `heads` query heads (splits
+    /// happen only when tokens × KV heads is below 4 · threads, so fewer than 8 · threads tasks then exist, each
+    /// holding a group's partial results).
+    public static func partialsCount(heads: Int, headDim: Int, threads: Int) -> Int {
+        8 * max(1, threads) * max(1, heads) * (headDim + 2)
+    }
+
+    /// Splits per KV head for `n` tokens whose longest span is `longest` positions.
     func splits(tokens n: Int, longest: Int) -> Int {
-        let threads = pool?.threads ?? 1, work = n * heads
+        let threads = pool?.threads ?? 1, work = n * kvHeads
         guard threads > 1, work < 4 * threads else { return 1 }
         let wanted = (4 * threads + work - 1) / work
         return max(1, min(wanted, (longest + OnlineAttention.minimumSplit - 1) / OnlineAttention.minimumSplit))
@@ -60,8 +67,8 @@ public struct OnlineAttention {
         guard n > 0 else { return }
         var longest = 0
         for i in 0..<n { longest = max(longest, spans[i].length) }
-        let s = splits(tokens: n, longest: longest), part = headDim + 2
-        let tasks = n * heads * s
+        let s = splits(tokens: n, longest: longest), g = group, slot = g * (headDim + 2)
+        let tasks = n * kvHeads * s
         let job = Job(attention: self, splits: s, queries: queries, queryStride: queryStride, spans: spans,
                       output: output, outputStride: outputStride, partials: partials)
         if let pool, pool.threads > 1, tasks > 1 {
@@ -71,13 +78,17 @@ public struct OnlineAttention {
         }
         guard s > 1 else { return }
         for i in 0..<n {
-            for h in 0..<heads {
-                combine(partials + ((i * heads + h) * s) * part, parts: s, into: output + (i &* outputStride &+ h &* headDim))
+            for kv in 0..<kvHeads {
+                let first = partials + ((i * kvHeads + kv) * s) * slot
+                for h in 0..<g {
+                    combine(first, head: h, slot: slot, parts: s,
+                            into: output + (i &* outputStride &+ (kv &* g &+ h) &* headDim))
+                }
             }
         }
     }
 
-    /// One call's tasks: (token, head, split).
+    /// One call's tasks: (token, KV head, split).
     private struct Job: PoolJob {
         let attention: OnlineAttention
         let splits: Int
@@ -94,59 +105,71 @@ public struct OnlineAttention {
         }
     }
 
-    /// Task (token i, head h, split) of a job with `s` splits per head.
+    /// Task (token i, KV head kv, split) of a job with `s` splits: the group of query heads kv · group ..< (kv + 1) ·
+    /// group. A partial slot holds the group's maxima, then sums, then unnormalised outputs.
     @inline(__always)
     fileprivate func run(_ task: Int, splits s: Int, queries: UnsafePointer<Float>, queryStride: Int,
-                     spans: UnsafePointer<AttentionSpan>, output: UnsafeMutablePointer<Float>, outputStride: Int,
-                     partials: UnsafeMutablePointer<Float>) {
-        let hd = headDim, split = task % s, h = (task / s) % heads, i = task / (s * heads)
-        let span = spans[i], q = queries + (i &* queryStride &+ h &* hd)
+                         spans: UnsafePointer<AttentionSpan>, output: UnsafeMutablePointer<Float>, outputStride: Int,
+                         partials: UnsafeMutablePointer<Float>) {
+        let hd = headDim, g = group, split = task % s, kv = (task / s) % kvHeads, i = task / (s * kvHeads)
+        let span = spans[i], q = queries + (i &* queryStride &+ kv &* g &* hd)
         let per = (span.length + s - 1) / s, j0 = min(span.length, split * per), j1 = min(span.length, j0 + per)
-        // One split: the output slot itself is the accumulator; several: the task's partial slot.
-        let slot = s == 1 ? nil : Optional(partials + task &* (hd + 2))
-        let acc = slot.map { $0 + 2 } ?? output + (i &* outputStride &+ h &* hd)
-        var m: Float = -.infinity, l: Float = 0
-        partial(q, span, kvHead: h / (heads / kvHeads), j0, j1, &m, &l, acc)
-        if let slot {
-            slot[0] = m; slot[1] = l
-        } else {
-            let inv = l > 0 ? 1 / l : 0
-            for d in 0..<hd { acc[d] *= inv }
+        if s > 1 {
+            let slot = partials + task &* (g &* (hd &+ 2))
+            partial(q, span, kvHead: kv, j0, j1, m: slot, l: slot + g, acc: slot + 2 &* g)
+            return
+        }
+        // One split: the output itself is the accumulator, normalised at the end.
+        let acc = output + (i &* outputStride &+ kv &* g &* hd)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * g) { ml in
+            let m = ml.baseAddress!, l = m + g
+            partial(q, span, kvHead: kv, j0, j1, m: m, l: l, acc: acc)
+            for h in 0..<g {
+                let inv = l[h] > 0 ? 1 / l[h] : 0
+                for d in 0..<hd { acc[h &* hd &+ d] *= inv }
+            }
         }
     }
 
     @inline(__always)
     private func partial(_ q: UnsafePointer<Float>, _ span: AttentionSpan, kvHead: Int, _ j0: Int, _ j1: Int,
-                         _ m: inout Float, _ l: inout Float, _ acc: UnsafeMutablePointer<Float>) {
+                         m: UnsafeMutablePointer<Float>, l: UnsafeMutablePointer<Float>, acc: UnsafeMutablePointer<Float>) {
+        let g = group
         guard j1 > j0 else {
-            m = -.infinity; l = 0
-            acc.update(repeating: 0, count: headDim)
+            m.update(repeating: -.infinity, count: g); l.update(repeating: 0, count: g)
+            acc.update(repeating: 0, count: g * headDim)
             return
         }
         switch layout {
-        case .float(let stride):
-            let offset = kvHead &* headDim
-            tk_attention_partial(q, span.keys.assumingMemoryBound(to: Float.self) + offset,
+        case .float(let stride, let headStride):
+            let offset = kvHead &* headStride
+            tk_attention_partial(q, Int32(g), span.keys.assumingMemoryBound(to: Float.self) + offset,
                                  span.values.assumingMemoryBound(to: Float.self) + offset, Int64(j0), Int64(j1),
-                                 Int64(stride), Int32(headDim), scale, &m, &l, acc)
+                                 Int64(stride), Int32(headDim), scale, m, l, acc)
         case .q8(let rowBytes, let kvDim):
-            tk_attention_q8_partial(q, span.keys, span.values, Int64(j0), Int64(j1), rowBytes, Int64(kvDim),
-                                    Int32(headDim), Int32(kvHead), scale, &m, &l, acc)
+            for h in 0..<g {
+                tk_attention_q8_partial(q + h &* headDim, span.keys, span.values, Int64(j0), Int64(j1), rowBytes,
+                                        Int64(kvDim), Int32(headDim), Int32(kvHead), scale, m + h, l + h,
+                                        acc + h &* headDim)
+            }
         }
     }
 
-    /// Merges `parts` partial results laid out as (m, l, acc[headDim]) into the normalised output.
-    private func combine(_ p: UnsafeMutablePointer<Float>, parts: Int, into out: UnsafeMutablePointer<Float>) {
-        let part = headDim + 2
+    /// Merges head `head`'s results of `parts` consecutive slots (`slot` floats each, laid out as in `run`) into the
+    /// normalised output.
+    private func combine(_ first: UnsafeMutablePointer<Float>, head: Int, slot: Int, parts: Int,
+                         into out: UnsafeMutablePointer<Float>) {
+        let g = group
         var top = -Float.infinity
-        for s in 0..<parts { top = max(top, p[s * part]) }
+        for s in 0..<parts { top = max(top, first[s * slot + head]) }
         var total: Float = 0
         out.update(repeating: 0, count: headDim)
         for s in 0..<parts {
-            let slot = p + s * part, w = slot[0] == -.infinity ? 0 : Foundation.exp(slot[0] - top)
-            total += w * slot[1]
+            let p = first + s * slot, m = p[head]
+            let w = m == -.infinity ? 0 : Foundation.exp(m - top)
+            total += w * p[g + head]
             guard w > 0 else { continue }
-            axpy(w, slot + 2, out, count: headDim)
+            axpy(w, p + 2 * g + head * headDim, out, count: headDim)
         }
         let inv = total > 0 ? 1 / total : 0
         for d in 0..<headDim { out[d] *= inv }

@@ -49,7 +49,9 @@ extension KVCache {
     public func reset(sequence: Int) { setOffset(0, of: sequence) }
 }
 
-/// Keys and values in one preallocated block each, `[sequences][layers][contextLength]` rows of `type`.
+/// Keys and values in one preallocated block each, per sequence and layer: float32 head-major
+/// (`[kvHeads][contextLength][headDim]`, so attention streams each KV head's positions contiguously), 8-bit as
+/// `[contextLength]` rows of `KVRowQ8`.
 public final class DenseKVCache: KVCache {
     public let layers: Range<Int>
     public let sequenceCount: Int
@@ -60,8 +62,8 @@ public final class DenseKVCache: KVCache {
     private let headDim: Int
     private let rowBytes: Int
     private var offsets: [Int]                      // [sequences]
-    private let keyStorage: UnsafeMutableRawPointer    // (sequence, layer, position) rows
-    private let valueStorage: UnsafeMutableRawPointer  // (sequence, layer, position) rows
+    private let keyStorage: UnsafeMutableRawPointer    // (sequence, layer) blocks of contextLength positions
+    private let valueStorage: UnsafeMutableRawPointer  // (sequence, layer) blocks of contextLength positions
     private let layerStride: Int                    // bytes: contextLength · rowBytes
     private let sequenceStride: Int                 // bytes: layers.count · layerStride
 
@@ -84,7 +86,8 @@ public final class DenseKVCache: KVCache {
         keyStorage = k; valueStorage = v
         self.layers = layers; self.sequenceCount = sequences; self.contextLength = contextLength; self.kvDim = kvDim
         self.type = type; self.headDim = headDim; rowBytes = row
-        layout = type == .f32 ? .float(stride: kvDim) : .q8(rowBytes: row, kvDim: kvDim)
+        layout = type == .f32 ? .float(stride: headDim, headStride: contextLength * headDim)
+                               : .q8(rowBytes: row, kvDim: kvDim)
         layerStride = a; sequenceStride = b
         offsets = Array(repeating: 0, count: sequences)
     }
@@ -105,25 +108,31 @@ public final class DenseKVCache: KVCache {
         offsets[sequence] = min(max(offset, 0), contextLength)
     }
 
-    @inline(__always) private func row(_ layer: Int, _ sequence: Int, _ position: Int) -> Int {
-        sequence &* sequenceStride &+ (layer &- layers.lowerBound) &* layerStride &+ position &* rowBytes
+    /// Byte offset of position `position` of `layer` and `sequence` (of KV head 0 for float32).
+    @inline(__always) private func at(_ layer: Int, _ sequence: Int, _ position: Int) -> Int {
+        sequence &* sequenceStride &+ (layer &- layers.lowerBound) &* layerStride
+            &+ position &* (type == .f32 ? 4 &* headDim : rowBytes)
     }
 
     public func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        let at = row(layer, sequence, position)
+        let offset = at(layer, sequence, position)
         switch type {
         case .f32:
-            (keyStorage + at).copyMemory(from: key, byteCount: rowBytes)
-            (valueStorage + at).copyMemory(from: value, byteCount: rowBytes)
+            let headBytes = 4 &* contextLength &* headDim, bytes = 4 &* headDim
+            for h in 0..<(kvDim / headDim) {
+                let to = offset &+ h &* headBytes, from = h &* headDim
+                (keyStorage + to).copyMemory(from: key + from, byteCount: bytes)
+                (valueStorage + to).copyMemory(from: value + from, byteCount: bytes)
+            }
         case .q8_0:
-            KVRowQ8.quantize(key, kvDim: kvDim, headDim: headDim, into: keyStorage + at)
-            KVRowQ8.quantize(value, kvDim: kvDim, headDim: headDim, into: valueStorage + at)
+            KVRowQ8.quantize(key, kvDim: kvDim, headDim: headDim, into: keyStorage + offset)
+            KVRowQ8.quantize(value, kvDim: kvDim, headDim: headDim, into: valueStorage + offset)
         }
     }
 
     public func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan {
-        let at = row(layer, sequence, first)
-        return AttentionSpan(keys: UnsafeRawPointer(keyStorage + at), values: UnsafeRawPointer(valueStorage + at),
+        let offset = at(layer, sequence, first)
+        return AttentionSpan(keys: UnsafeRawPointer(keyStorage + offset), values: UnsafeRawPointer(valueStorage + offset),
                              length: length)
     }
 }

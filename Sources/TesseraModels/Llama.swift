@@ -128,7 +128,9 @@ public final class LlamaModel: LanguageModel {
 
     /// Online-softmax attention (one pool job per chunk) rather than the exact per-head form with a score array.
     private func usesOnlineAttention(_ cache: any KVCache) -> Bool {
-        (compute.fused && mode == .fast) || cache.layout != .float(stride: cache.kvDim)
+        if compute.fused && mode == .fast { return true }
+        if case .float = cache.layout { return false }
+        return true
     }
 
     /// Key/value floats per position and layer on this rank: `kvHeads · headDim`.
@@ -218,7 +220,7 @@ public final class LlamaModel: LanguageModel {
     /// x += o(Attention(RoPE(q(h)), RoPE(k(h)), v(h))) with h = RMSNorm(x); keys and values go to the cache first,
     /// so tokens of one sequence in this chunk see each other.
     func attention(block l: Int, x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>, cache: any KVCache) {
-        let ws = workspace, n = tokens.count, hidden = hiddenSize, headDim = config.headDim, half = headDim / 2
+        let ws = workspace, n = tokens.count, headDim = config.headDim, half = headDim / 2
         let index = l - heldLayers.lowerBound, block = blocks[index], att = block.attention
         let qDim = att.headCount * headDim, kvDim = att.kvHeadCount * headDim
         if !fusedQKV.isEmpty, let qkv = fusedQKV[index] {
@@ -258,15 +260,15 @@ public final class LlamaModel: LanguageModel {
                                 layout: cache.layout, pool: compute.pool)(
                     queries: ws.q, queryStride: qDim, spans: ws.spans, tokens: n, output: ws.attn, outputStride: qDim,
                     partials: ws.partials)
-            } else {
+            } else if case .float(let stride, let headStride) = cache.layout {
                 for (i, t) in tokens.enumerated() {
                     let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
                     let span = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
                     TesseraKernels.attention(
                         query: ws.q + i * qDim, keys: span.keys.assumingMemoryBound(to: Float.self),
                         values: span.values.assumingMemoryBound(to: Float.self), length: span.length,
-                        kvStride: kvDim, heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
-                        scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
+                        kvStride: stride, kvHeadStride: headStride, heads: att.headCount, kvHeads: att.kvHeadCount,
+                        headDim: headDim, scale: scale, scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
                 }
             }
         }
@@ -295,7 +297,7 @@ public final class LlamaModel: LanguageModel {
 
     /// x += down(silu(gate(h)) ⊙ up(h)) with h = RMSNorm(x).
     func mlp(block l: Int, x: UnsafeMutablePointer<Float>, rows n: Int) {
-        let ws = workspace, hidden = hiddenSize, index = l - heldLayers.lowerBound
+        let ws = workspace, index = l - heldLayers.lowerBound
         let block = blocks[index], mlp = block.mlp
         if !fusedGateUp.isEmpty, let gateUp = fusedGateUp[index] {
             timed(.gateUp, l) {   // norm in the input preparation, SiLU·mul in the tasks

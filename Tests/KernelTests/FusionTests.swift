@@ -160,10 +160,10 @@ final class FusionTests: XCTestCase {
                 for threads in [1, 2, 5] {
                     let pool = threads > 1 ? ThreadPool(threads: threads) : nil
                     let job = OnlineAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
-                                              layout: .float(stride: kvDim), pool: pool)
+                                              layout: .float(stride: kvDim, headStride: headDim), pool: pool)
                     for tokens in [1, lengths.count] {   // one token splits positions when heads are few
                         var out = [Float](repeating: .nan, count: tokens * heads * headDim + 1)
-                        var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(headDim: headDim,
+                        var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(heads: heads, headDim: headDim,
                                                                                                threads: threads))
                         k.withUnsafeBytes { kb in v.withUnsafeBytes { vb in
                             var spans = (0..<tokens).map { i in

@@ -92,17 +92,20 @@ int32_t tk_pack(uint32_t ggml_type, const void *weights, size_t row_bytes, int64
 /// gate[i] = silu(gate[i]) · up[i] with a vectorised exp (relative error ~1e-7 against expf).
 void tk_silu_mul(float *gate, const float *up, int64_t count);
 
-/// Attention of one query position: query [heads × head_dim]; keys, values [length × kv_stride] with KV head k at
-/// offset k · head_dim; query head h reads KV head h / (heads / kv_heads); scores [length] scratch; output
-/// [heads × head_dim]. FMA dot products and a vectorised exp: equal to the exact form up to rounding.
+/// Attention of one query position: query [heads × head_dim]; keys, values: position p of KV head k at
+/// p · kv_stride + k · head_stride floats; query head h reads KV head h / (heads / kv_heads); scores [length]
+/// scratch; output [heads × head_dim]. FMA dot products and a vectorised exp: equal to the exact form up to rounding.
 void tk_attention(const float *query, const float *keys, const float *values, int64_t length, int64_t kv_stride,
-                  int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores, float *output);
+                  int64_t head_stride, int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores,
+                  float *output);
 
-/// Partial attention of one query head `q[head_dim]` over positions j0 ..< j1 (j1 > j0) of float keys/values
-/// `stride` floats apart, already offset to the head's KV head: an online softmax over chunks of positions (no score
-/// array). Writes *m = max score, *l = Σ exp(s − m) and acc[d] = Σ exp(s − m)·v[d], s = scale·q·k.
-void tk_attention_partial(const float *q, const float *keys, const float *values, int64_t j0, int64_t j1,
-                          int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc);
+/// Partial attention of `group` query heads sharing one KV head (`q`: group × head_dim) over positions j0 ..< j1 of
+/// float keys/values `stride` floats apart, already offset to that KV head: an online softmax over chunks of 16
+/// positions (no score array), chunks outer and heads inner so each chunk is read from memory once for the group.
+/// Writes per head g: m[g] = max score, l[g] = Σ exp(s − m[g]), acc[g · head_dim + d] = Σ exp(s − m[g])·v[d], with
+/// s = scale·q·k; an empty range gives m = −inf, l = 0, acc = 0.
+void tk_attention_partial(const float *q, int32_t group, const float *keys, const float *values, int64_t j0,
+                          int64_t j1, int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc);
 
 // MARK: - Quantized KV cache
 
