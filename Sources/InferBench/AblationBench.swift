@@ -56,7 +56,7 @@ struct AblationBench: ParsableCommand {
         }
         if groups.contains("arithmetic") {
             variants += [Variant(group: "arithmetic", name: "fast (Q8 activations, SIMD)", arguments: fast),
-                         Variant(group: "arithmetic", name: "exact float32 (no --fast)", arguments: [])]
+                         Variant(group: "arithmetic", name: "exact float32 (--exact-f32)", arguments: ["--exact-f32"])]
         }
         if groups.contains("int8") {
             variants += [Variant(group: "int8", name: "F32 weights", arguments: fast, model: floatPath),

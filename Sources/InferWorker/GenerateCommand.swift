@@ -16,6 +16,8 @@ struct ModelOptions: ParsableArguments {
     var threads: Int?
     @Flag(help: "Compute products on 8-bit quantized activations with SIMD kernels (llama.cpp-style) instead of exact float32.")
     var fast = false
+    @Flag(help: "Exact float32 products (the default; named so ablations can say it; excludes --fast).")
+    var exactF32 = false
     @Flag(help: "Run every operator unfused (separate Q/K/V and gate/up products, RMSNorm, residual adds, attention with a score array): for measuring what fusion buys.")
     var noFusion = false
     @Option(help: "Convert F32/F16/BF16 weight matrices to this type while loading: q8_0 or q4_0 (quantized checkpoints are kept as they are; `infer-worker quantize` writes a converted file).")
@@ -44,6 +46,7 @@ struct ModelOptions: ParsableArguments {
     func compute() throws -> ComputeOptions {
         let count = threads ?? ProcessInfo.processInfo.environment["TESSERA_THREADS"].flatMap { Int($0) } ?? 1
         guard count >= 1 && count <= 256 else { throw ValidationError("--threads must be between 1 and 256, got \(count)") }
+        guard !(fast && exactF32) else { throw ValidationError("--fast and --exact-f32 exclude each other") }
         return ComputeOptions(mode: fast ? .fast : .exact, pool: count > 1 ? ThreadPool(threads: count) : nil,
                               fused: !noFusion)
     }
