@@ -56,15 +56,16 @@ final class MappedBytes: @unchecked Sendable {
     }
 }
 
-/// The owner of a file's mapped pages, which can hand back the physical pages of a range: they fault back in from the
-/// file if read again, so dropping them is always safe. A model that keeps a repacked copy of a weight uses this to
-/// stop holding the original too.
+/// The owner of weight bytes that can hand back the physical pages of a range once a repacked copy replaces them:
+/// a file mapping always can (its pages fault back in from the file if read again); an owned buffer only when its
+/// owner marked it as never read again (`AlignedBuffer.discardable`).
 public protocol FileBackedPages: AnyObject {
     /// Drops the resident pages wholly inside `range` (a part of this owner's bytes).
     func releasePages(_ range: UnsafeRawBufferPointer)
 }
 
-/// MADV_DONTNEED on the whole pages inside `range` of a private read-only file mapping.
+/// MADV_DONTNEED on the whole pages inside `range` (a private file mapping: they re-read from the file; anonymous
+/// memory: they read back as zeros).
 func releaseMappedPages(_ range: UnsafeRawBufferPointer) {
     guard let base = range.baseAddress, range.count > 0 else { return }
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))

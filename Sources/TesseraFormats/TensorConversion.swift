@@ -21,6 +21,17 @@ public final class AlignedBuffer: @unchecked Sendable {
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
     public var mutableBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
+
+    /// Set by an owner that will never read these bytes again once a repacked copy exists (a converted linear's
+    /// weights, never an embedding table that lookups read): `releasePages` may then give their memory back.
+    public var discardable = false
+}
+
+extension AlignedBuffer: FileBackedPages {
+    /// Frees the whole pages of `range` when `discardable` (they would read back as zeros); otherwise nothing.
+    public func releasePages(_ range: UnsafeRawBufferPointer) {
+        if discardable { releaseMappedPages(range) }
+    }
 }
 
 /// What converting a model to a requested type does to one tensor (see `GGMLType.conversionTarget`).

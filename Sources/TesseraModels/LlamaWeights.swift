@@ -83,8 +83,10 @@ struct WeightLoader {
     }
 
     func linear(_ name: String, rows: Int, cols: Int, bias: String? = nil) throws -> DenseLinear {
-        DenseLinear(weight: try matrix(name, rows: rows, cols: cols),
-                    bias: try bias.map { try vector($0, count: rows) }, compute: compute)
+        let weight = try matrix(name, rows: rows, cols: cols)
+        // a converted linear's own copy is never read once repacked (an embedding's is: lookups)
+        (weight.owner as? AlignedBuffer)?.discardable = true
+        return DenseLinear(weight: weight, bias: try bias.map { try vector($0, count: rows) }, compute: compute)
     }
 }
 

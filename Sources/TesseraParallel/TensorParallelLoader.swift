@@ -61,7 +61,7 @@ public enum TensorParallel {
             blocks.append(LlamaBlock(attentionNorm: norms[i].attention, attention: attention, mlpNorm: norms[i].mlp, mlp: mlp))
         }
         let headView = try store.isolatedView(plan.headTensor, rows: shard.vocabulary)
-        let head = VocabParallelHead(local: DenseLinear(weight: try b.matrix(headView), compute: options.compute),
+        let head = VocabParallelHead(local: DenseLinear(weight: try b.matrix(headView, linear: true), compute: options.compute),
                                      vocabulary: shard.vocabulary,
                                      counts: plan.shards.map(\.vocabulary.count), link: link)
         b.held.head = headView.data.count
@@ -86,8 +86,12 @@ private final class ShardBuilder {
         self.store = store; self.link = link; self.compute = compute; self.quantize = quantize
     }
 
-    func matrix(_ view: TensorView) throws -> WeightMatrix {
-        do { return try WeightMatrix(view.loaded(quantize: quantize)) } catch let e as KernelError {
+    /// A matrix, converted when quantizing at load. A linear's converted copy (`linear`) is never read once repacked,
+    /// so it may be released; the embedding table's is (lookups).
+    func matrix(_ view: TensorView, linear: Bool = false) throws -> WeightMatrix {
+        let loaded = try view.loaded(quantize: quantize)
+        if linear { (loaded.owner as? AlignedBuffer)?.discardable = true }
+        do { return try WeightMatrix(loaded) } catch let e as KernelError {
             throw ModelError.unsupportedTensor(tensor: view.info.name, reason: e.reason)
         }
     }
@@ -106,7 +110,7 @@ private final class ShardBuilder {
     func columnParallel(_ name: String, rows: Range<Int>, bias: String? = nil) throws -> ColumnParallelLinear {
         let view = try store.isolatedView(name, rows: rows)
         held.mapped += view.data.count
-        let local = DenseLinear(weight: try matrix(view), bias: try bias.map { try vector($0, slice: rows) }, compute: compute)
+        let local = DenseLinear(weight: try matrix(view, linear: true), bias: try bias.map { try vector($0, slice: rows) }, compute: compute)
         return ColumnParallelLinear(local: local, outputs: rows)
     }
 
@@ -123,7 +127,7 @@ private final class ShardBuilder {
         held.owned += info.rowCount * sliceBytes
         let slice = TensorView(info: TensorInfo(name: name, type: info.type, shape: [info.rowCount, columns.count]),
                                data: UnsafeRawBufferPointer(storage.bytes), owner: storage)
-        let weight = try matrix(slice)
+        let weight = try matrix(slice, linear: true)
         return RowParallelLinear(local: DenseLinear(weight: weight, compute: compute), inputs: columns, bias: nil, storage: storage,
                                  link: link)
     }

@@ -110,6 +110,23 @@ final class DistributedGenerateTests: XCTestCase {
         }
     }
 
+    /// The fast path's options under parallel plans: quantize-at-load (each rank converts its own shards), the
+    /// 8-bit KV cache, fused and unfused operators, two threads per rank: the same greedy tokens as one process with
+    /// the same options (TP sums in rank order, so every plan computes the same values).
+    func testFastOptionsAcrossPlansMatchOneRank() throws {
+        let model = Repo.shared.appendingPathComponent("models/tinystories-656k").path
+        let texts = ["Once upon a time", "Lily wanted to"]
+        for extra in [["--fast", "--quantize", "q8_0"], ["--fast", "--kv-cache", "q8_0", "--threads", "2"],
+                      ["--quantize", "q4_0", "--no-fusion"]] {
+            let single = try generate(model, texts, topology: nil, maxTokens: 16, extra: extra)
+            XCTAssertEqual(single.ids.map(\.count), [16, 16], "\(extra): \(single.stderr)")
+            for topology in ["tp2", "pp2", "tp2-pp2"] {
+                let run = try generate(model, texts, topology: topology, maxTokens: 16, extra: extra)
+                XCTAssertEqual(run.ids, single.ids, "\(topology) \(extra)")
+            }
+        }
+    }
+
     /// Each rank holds about its share of the weights: resident bytes within 10% of the plan's share.
     func testPerRankWeightMemoryIsThePlannedShare() throws {
         for topology in ["pp4", "tp4", "tp2-pp2"] {
