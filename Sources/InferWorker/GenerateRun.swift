@@ -70,7 +70,8 @@ extension GenerateCommand {
             lookupOnly = tensorParallel != nil || !stage.isLast
             guard groups.isCoordinator else {
                 try DecoderWorker.serve(groups: groups, stage: stage)
-                _ = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups,
+                _ = try RankReport.gather(report(planned: planned, owned: owned, repacked: model.repackedWeightBytes, lookupOnlyEmbedding: lookupOnly,
+                       source: source, groups: groups,
                        clock: clock, steps: runStage?.steps ?? 0), groups: groups)
                 if modelOptions.profile {
                     _ = try ProfileReport.gather(ProfileReport.text(model, steps: stage.steps, groups: groups), groups: groups)
@@ -116,7 +117,8 @@ extension GenerateCommand {
         if let distributed {
             try distributed.shutdown()
             shutDown = true
-            if let reports = try RankReport.gather(report(planned: planned, owned: owned, lookupOnlyEmbedding: lookupOnly, source: source, groups: groups,
+            if let reports = try RankReport.gather(report(planned: planned, owned: owned, repacked: model.repackedWeightBytes, lookupOnlyEmbedding: lookupOnly,
+                       source: source, groups: groups,
                        clock: clock, steps: runStage?.steps ?? 0), groups: groups) {
                 log(RankReport.render(reports, groups: groups))
             }
@@ -137,9 +139,10 @@ extension GenerateCommand {
     /// Resident weights = pages of this rank's weight mappings + the slices it copied into its own memory. The
     /// whole token-embedding table is left out where it serves only lookups (single rows read on demand), i.e.
     /// everywhere but a pipeline-only last stage, whose tied head it is.
-    func report(planned: Int, owned: Int, lookupOnlyEmbedding: Bool, source: ModelSource, groups: ProcessGroups,
-                clock: StepClock, steps: Int) -> RankReport {
-        var resident = owned
+    /// `repacked`: the `--fast` copies the rank holds instead of (or beside) its mapped slices.
+    func report(planned: Int, owned: Int, repacked: Int, lookupOnlyEmbedding: Bool, source: ModelSource,
+                groups: ProcessGroups, clock: StepClock, steps: Int) -> RankReport {
+        var resident = owned + repacked
         if case .gguf(let file) = source {
             resident += file.residentIsolatedBytes(excluding: lookupOnlyEmbedding ? ["token_embd.weight"] : [])
         }

@@ -18,6 +18,8 @@ public protocol LanguageModel: AnyObject {
     /// Bytes of the weight matrices this instance's products and lookups read, in their encodings (converted or
     /// repacked copies included, each matrix counted once).
     var weightBytes: Int { get }
+    /// Bytes of repacked weight copies (`--fast`) among them: owned memory a rank holds beside its mapped slices.
+    var repackedWeightBytes: Int { get }
     /// Time per operator and layer, when the model was loaded with `LoadOptions.profile`.
     var profiler: Profiler? { get }
 

@@ -19,6 +19,8 @@ public protocol Linear: Sendable {
     var fusable: DenseLinear? { get }
     /// Bytes of the weights this linear reads (its encoded matrix and any repacked copy).
     var weightBytes: Int { get }
+    /// Bytes of the repacked copy alone (owned memory, beside or instead of the mapped rows).
+    var repackedBytes: Int { get }
 }
 
 extension Linear {
@@ -29,6 +31,8 @@ extension Linear {
     }
 
     public var fusable: DenseLinear? { nil }
+
+    public var repackedBytes: Int { fusable?.weight.packed?.byteCount ?? 0 }
 }
 
 /// A whole weight matrix (in place in the checkpoint) with an optional bias.

@@ -80,11 +80,15 @@ public final class LlamaModel: LanguageModel {
     public var kvFloatsPerPosition: Int { kvDim }
     public var maxBatchTokens: Int { workspace.maxTokens }
     public var weightBytes: Int {
-        let linears = blocks.reduce(head.weightBytes) { total, b in
+        sumOverLinears(\.weightBytes) + (config.tieWordEmbeddings ? 0 : embedding.rows * embedding.rowBytes)
+    }
+    public var repackedWeightBytes: Int { sumOverLinears(\.repackedBytes) }
+
+    private func sumOverLinears(_ bytes: (any Linear) -> Int) -> Int {
+        blocks.reduce(bytes(head)) { total, b in
             let a = b.attention, m = b.mlp
-            return total + [a.q, a.k, a.v, a.o, m.gate, m.up, m.down].reduce(0) { $0 + $1.weightBytes }
+            return total + [a.q, a.k, a.v, a.o, m.gate, m.up, m.down].reduce(0) { $0 + bytes($1) }
         }
-        return linears + (config.tieWordEmbeddings ? 0 : embedding.rows * embedding.rowBytes)
     }
 
     /// Assembles a model from loaded parts; the arena is sized for `options.maxBatchTokens` tokens.

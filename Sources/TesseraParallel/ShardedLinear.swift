@@ -48,6 +48,7 @@ public struct ColumnParallelLinear: Linear {
 
     public var fusable: DenseLinear? { local }
     public var weightBytes: Int { local.weightBytes }
+    public var repackedBytes: Int { local.repackedBytes }
 }
 
 /// Input features `inputs` of a linear: a column slice of its weight, copied into owned memory, applied to this
@@ -69,6 +70,7 @@ public struct RowParallelLinear: Linear {
     public var outputSize: Int { local.outputSize }
     public var scratchCount: Int { local.scratchCount }
     public var weightBytes: Int { local.weightBytes }
+    public var repackedBytes: Int { local.repackedBytes }
     /// Bytes of the owned weight slice.
     public var ownedBytes: Int { storage.count }
 
@@ -103,6 +105,7 @@ public struct VocabParallelHead: Linear {
     /// The local product's scratch, which also stages one row of local logits for the gather.
     public var scratchCount: Int { max(local.scratchCount, vocabulary.count) }
     public var weightBytes: Int { local.weightBytes }
+    public var repackedBytes: Int { local.repackedBytes }
 
     public func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                                scratch: UnsafeMutablePointer<Float>) {

@@ -30,6 +30,7 @@ public final class TensorParallelModel: LanguageModel {
     public var kvFloatsPerPosition: Int { base.kvFloatsPerPosition }
     public var maxBatchTokens: Int { base.maxBatchTokens }
     public var weightBytes: Int { base.weightBytes }
+    public var repackedWeightBytes: Int { base.repackedWeightBytes }
     public var profiler: Profiler? { base.profiler }
 
     public func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache {
