@@ -324,8 +324,8 @@ void tk_attention_partial(const float *q, int32_t group, const float *keys, cons
         for (int32_t d = 0; d < head_dim; d++) acc[(int64_t)g * head_dim + d] = 0;
     }
     // chunks outer, heads inner: a chunk's keys and values are read from memory once for the whole group; the
-    // next chunk's rows are prefetched meanwhile (a head's slice of each row: strided, so hardware prefetchers
-    // see gaps)
+    // next chunk's rows are prefetched meanwhile (rows `stride` apart: contiguous in a head-major cache, but not in a
+    // position-major one)
     for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
         const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
         const int64_t ahead = j1 - j - count < TK_ATT_CHUNK ? j1 - j - count : TK_ATT_CHUNK;

@@ -82,24 +82,33 @@ struct AblationBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: scratch) }
 
         print("infer-bench ablation: \(modelPath); \(threads) threads; ~\(promptTokens)-token prompts; \(genTokens) generated tokens (\(kvTokens) in the KV rows); median of \(runs) alternating runs")
-        var samples = [[WorkerReport]](repeating: [], count: variants.count)
-        for r in 0..<runs {
-            let order = r % 2 == 0 ? Array(variants.indices) : variants.indices.reversed()
-            for v in order {
-                let variant = variants[v]
-                var args = ["generate", "--model", variant.model ?? modelPath, "--temperature", "0", "--ignore-eos",
-                            "--threads", "\(threads)", "--format", "jsonl"]
-                if !variant.arguments.contains("--max-tokens") { args += ["--max-tokens", "\(genTokens)"] }
-                if variant.prompts == 1 {
-                    args += ["--prompt", prompt(0)]
-                } else {
-                    let file = scratch.appendingPathComponent("prompts-\(variant.prompts).txt")
-                    try (0..<variant.prompts).map(prompt).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
-                    args += ["--prompts-file", file.path]
-                }
-                samples[v].append(try WorkerReport.run(worker, args + variant.arguments, what: variant.name))
+        // Variants with identical runs (the plain fast run is the baseline of several groups) are measured once
+        // per round and share their samples.
+        func arguments(_ variant: Variant) throws -> [String] {
+            var args = ["generate", "--model", variant.model ?? modelPath, "--temperature", "0", "--ignore-eos",
+                        "--threads", "\(threads)", "--format", "jsonl"]
+            if !variant.arguments.contains("--max-tokens") { args += ["--max-tokens", "\(genTokens)"] }
+            if variant.prompts == 1 {
+                args += ["--prompt", prompt(0)]
+            } else {
+                let file = scratch.appendingPathComponent("prompts-\(variant.prompts).txt")
+                try (0..<variant.prompts).map(prompt).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+                args += ["--prompts-file", file.path]
+            }
+            return args + variant.arguments
+        }
+        var runs: [[String]] = []
+        for variant in variants {
+            let args = try arguments(variant)
+            if !runs.contains(args) { runs.append(args) }
+        }
+        var measured = [[WorkerReport]](repeating: [], count: runs.count)
+        for r in 0..<self.runs {
+            for i in (r % 2 == 0 ? Array(runs.indices) : runs.indices.reversed()) {
+                measured[i].append(try WorkerReport.run(worker, runs[i], what: runs[i].joined(separator: " ")))
             }
         }
+        let samples = try variants.map { measured[runs.firstIndex(of: try arguments($0))!] }
         var perplexities: [String: Double] = [:]
         if groups.contains("int8") {
             for (name, extra) in [("F32 weights", [String]()), ("Q8_0 at load (--quantize q8_0)", ["--quantize", "q8_0"])] {

@@ -38,7 +38,9 @@ extension GenerateCommand {
             model = try ModelRegistry.load(source, options: options)
         }
         // Every rank must agree on the context: the smallest any rank can afford.
-        var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context))]
+        var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context,
+                                              kvBytesPerPosition: options.kvCache.rowBytes(kvDim: model.kvFloatsPerPosition,
+                                                                                            headDim: config.headDim)))]
         try agreed.withUnsafeMutableBufferPointer { try groups.decoder!.allReduce($0, op: .min) }
         let context = Int(agreed[0])
 
@@ -152,13 +154,14 @@ extension GenerateCommand {
     }
 
     /// The requested context, else the model's own capped so the KV cache takes at most half the available memory.
-    func contextLength(model: any LanguageModel, slots: Int, requested: Int?) throws -> Int {
+    /// `kvBytesPerPosition`: one layer's keys (or values) of one position in the cache's storage type.
+    func contextLength(model: any LanguageModel, slots: Int, requested: Int?, kvBytesPerPosition: Int) throws -> Int {
         if let requested {
             guard requested > 0 else { throw GenerationError(description: "--context must be positive, got \(requested)") }
             return requested
         }
         let trained = model.trainedContextLength
-        let bytesPerPosition = model.layerCount * 2 * model.kvFloatsPerPosition * MemoryLayout<Float>.stride * slots
+        let bytesPerPosition = model.layerCount * 2 * kvBytesPerPosition * slots
         let budget = availableMemory() / 2
         let fits = max(1, budget / max(bytesPerPosition, 1))
         if fits < trained {

@@ -52,9 +52,12 @@ public final class RecomputingExecutor: StepExecutor {
     public var contextLength: Int { cache.contextLength }
     public var sequenceSlots: Int { cache.sequenceCount }
 
-    /// Records the batch's tokens in each sequence's history, then runs every sequence that wants logits from
-    /// position 0 (its cache slot emptied first), with logits at the batch's own positions.
+    /// Records the batch's tokens in each sequence's history, then runs each sequence of the batch from position 0
+    /// (its cache slot emptied first) up to its last position in the batch, with logits where the batch wants them.
+    /// Logit rows come out in batch order as long as each sequence's tokens are contiguous in the batch (the
+    /// generation loop's batches are).
     public func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws {
+        var wanted: [Int: Set<Int>] = [:], last: [Int: Int] = [:], order: [Int] = []
         for i in 0..<batch.count {
             let s = batch.sequences[i], p = batch.positions[i]
             guard histories.indices.contains(s), p <= histories[s].count else {
@@ -62,13 +65,16 @@ public final class RecomputingExecutor: StepExecutor {
             }
             histories[s].removeSubrange(p...)
             histories[s].append(batch.tokens[i])
+            if last[s] == nil { order.append(s) }
+            last[s] = max(last[s] ?? 0, p)
+            if batch.wantsLogits[i] { wanted[s, default: []].insert(p) }
         }
         var full = Batch()
-        for i in 0..<batch.count where batch.wantsLogits[i] {
-            let s = batch.sequences[i], p = batch.positions[i]
+        for s in order {
             cache.reset(sequence: s)
-            for (position, token) in histories[s][...p].enumerated() {
-                full.append(token: token, position: position, sequence: s, wantsLogits: position == p)
+            for (position, token) in histories[s][...last[s]!].enumerated() {
+                full.append(token: token, position: position, sequence: s,
+                            wantsLogits: wanted[s]?.contains(position) ?? false)
             }
         }
         try model.forward(full, cache: cache, logits: logits)

@@ -30,7 +30,10 @@ final class MappedRegion: @unchecked Sendable {
 }
 
 extension MappedRegion: FileBackedPages {
-    func releasePages(_ range: UnsafeRawBufferPointer) { releaseMappedPages(range) }
+    func releasePages(_ range: UnsafeRawBufferPointer) -> Bool {
+        releaseMappedPages(range)
+        return true
+    }
 }
 
 /// The isolated regions a store has handed out, for measuring what a rank holds.

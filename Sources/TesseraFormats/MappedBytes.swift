@@ -60,8 +60,9 @@ final class MappedBytes: @unchecked Sendable {
 /// a file mapping always can (its pages fault back in from the file if read again); an owned buffer only when its
 /// owner marked it as never read again (`AlignedBuffer.discardable`).
 public protocol FileBackedPages: AnyObject {
-    /// Drops the resident pages wholly inside `range` (a part of this owner's bytes).
-    func releasePages(_ range: UnsafeRawBufferPointer)
+    /// Drops the resident pages wholly inside `range` (a part of this owner's bytes); false when this owner keeps
+    /// them (an in-memory copy, a buffer not marked discardable).
+    @discardableResult func releasePages(_ range: UnsafeRawBufferPointer) -> Bool
 }
 
 /// MADV_DONTNEED on the whole pages inside `range` (a private file mapping: they re-read from the file; anonymous
@@ -75,7 +76,8 @@ func releaseMappedPages(_ range: UnsafeRawBufferPointer) {
 }
 
 extension MappedBytes: FileBackedPages {
-    func releasePages(_ range: UnsafeRawBufferPointer) {
+    func releasePages(_ range: UnsafeRawBufferPointer) -> Bool {
         if isMapped { releaseMappedPages(range) }
+        return isMapped
     }
 }

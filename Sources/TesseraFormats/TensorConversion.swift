@@ -29,8 +29,9 @@ public final class AlignedBuffer: @unchecked Sendable {
 
 extension AlignedBuffer: FileBackedPages {
     /// Frees the whole pages of `range` when `discardable` (they would read back as zeros); otherwise nothing.
-    public func releasePages(_ range: UnsafeRawBufferPointer) {
+    public func releasePages(_ range: UnsafeRawBufferPointer) -> Bool {
         if discardable { releaseMappedPages(range) }
+        return discardable
     }
 }
 

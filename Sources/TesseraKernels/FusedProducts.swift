@@ -64,24 +64,25 @@ public struct FusedProducts: @unchecked Sendable {
         }
         self.parts = parts.map { $0.prepared(for: compute.mode) }
         self.epilogue = epilogue; self.compute = compute
-        // Tasks cut the concatenated rows (gate rows with `.siluMul`) into about `tasksPerThread` pieces per thread,
-        // each a whole number of 16-row groups that may span several matrices: small matrices (Q/K/V of a small
-        // model) do not become many tiny tasks.
-        let rows = epilogue == .siluMul ? first.rows : parts.reduce(0) { $0 + $1.rows }
-        let pieces = max(1, min(rows / 16, compute.threads * FusedProducts.tasksPerThread))
-        let chunk = ((rows + pieces - 1) / pieces + 15) & ~15
+        // Tasks cut the matrices' 16-row groups, in order, into about `tasksPerThread` runs per thread; a run may span
+        // matrices (small Q/K/V of a small model do not become many tiny tasks), but every segment starts on its own
+        // matrix's group boundary, where the repacked rows begin.
+        var groups: [(part: Int, lo: Int, hi: Int)] = []
+        for (p, w) in parts.enumerated() where epilogue == .none || p == 0 {
+            for lo in stride(from: 0, to: w.rows, by: 16) { groups.append((p, lo, min(w.rows, lo + 16))) }
+        }
+        let pieces = max(1, min(groups.count, compute.threads * FusedProducts.tasksPerThread))
         var tasks: [[Segment]] = []
-        var start = 0
-        while start < rows {
-            let end = min(rows, start + chunk)
-            var segments: [Segment] = [], offset = 0
-            for (p, w) in parts.enumerated() where epilogue == .none || p == 0 {
-                let lo = max(start, offset), hi = min(end, offset + w.rows)
-                if lo < hi { segments.append(Segment(part: p, lo: lo - offset, hi: hi - offset)) }
-                offset += w.rows
+        for piece in 0..<pieces {
+            var segments: [Segment] = []
+            for g in groups[(piece * groups.count / pieces)..<((piece + 1) * groups.count / pieces)] {
+                if let last = segments.last, last.part == g.part, last.hi == g.lo {
+                    segments[segments.count - 1] = Segment(part: g.part, lo: last.lo, hi: g.hi)
+                } else {
+                    segments.append(Segment(part: g.part, lo: g.lo, hi: g.hi))
+                }
             }
             tasks.append(segments)
-            start = end
         }
         self.tasks = tasks
     }

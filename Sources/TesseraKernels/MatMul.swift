@@ -64,9 +64,9 @@ public func matmul(_ x: UnsafePointer<Float>, rows n: Int, xStride: Int? = nil, 
                   accumulate: accumulate)
         return
     }
-    pool.run(tasks: RowSplit(rows: w.rows, threads: pool.threads).tasks,
-             ExactJob(x: x, rows: n, xStride: xs, weight: w, y: y, yStride: ys, scratch: scratch,
-                      accumulate: accumulate, split: RowSplit(rows: w.rows, threads: pool.threads)))
+    let split = RowSplit(rows: w.rows, threads: pool.threads)
+    pool.run(tasks: split.tasks, ExactJob(x: x, rows: n, xStride: xs, weight: w, y: y, yStride: ys, scratch: scratch,
+                                          accumulate: accumulate, split: split))
 }
 
 /// An exact product's output rows in `RowSplit` ranges; each worker decodes weight rows into its own scratch.

@@ -23,8 +23,9 @@ public struct AttentionSpan {
 }
 
 /// Attention of `n` query tokens (grouped-query: head h reads KV head h / (heads / kvHeads)), as one job on the
-/// pool. Each (token, head, split) task runs `tk_attention_partial` — chunks of positions with a running max, sum
-/// and unnormalised output — and splits of one head are merged at the end. Equal to the exact attention up to
+/// pool. Each (token, KV head, split) task runs the partial kernel (`tk_attention_partial` for the whole group of
+/// query heads, `tk_attention_q8_partial` per head for 8-bit rows) — chunks of positions with a running max, sum and
+/// unnormalised output — and splits of one head are merged at the end. Equal to the exact attention up to
 /// float rounding (FMA, vectorised exp, a different summation order).
 public struct OnlineAttention {
     public let heads: Int
@@ -135,12 +136,7 @@ public struct OnlineAttention {
     private func partial(_ q: UnsafePointer<Float>, _ span: AttentionSpan, kvHead: Int, _ j0: Int, _ j1: Int,
                          m: UnsafeMutablePointer<Float>, l: UnsafeMutablePointer<Float>, acc: UnsafeMutablePointer<Float>) {
         let g = group
-        guard j1 > j0 else {
-            m.update(repeating: -.infinity, count: g); l.update(repeating: 0, count: g)
-            acc.update(repeating: 0, count: g * headDim)
-            return
-        }
-        switch layout {
+        switch layout {   // both kernels give (−inf, 0, zeros) for an empty range
         case .float(let stride, let headStride):
             let offset = kvHead &* headStride
             tk_attention_partial(q, Int32(g), span.keys.assumingMemoryBound(to: Float.self) + offset,

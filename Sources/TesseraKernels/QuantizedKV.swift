@@ -1,5 +1,5 @@
-// INT8 (Q8) KV cache rows and attention over them: partial results with an online softmax, merged by
-// `attentionCombine` (so a long range can be split across threads).
+// INT8 (Q8) KV cache rows and attention over them: partial results with an online softmax (what `OnlineAttention`
+// runs per head and split), and reference-style whole-head wrappers the tests use.
 import CTesseraKernels
 
 /// One cached position (keys or values) of `kvDim = kvHeads · headDim` floats stored in 8 bits:

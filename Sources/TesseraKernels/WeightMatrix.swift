@@ -16,8 +16,8 @@ public struct WeightMatrix: @unchecked Sendable {
     public let packed: PackedRows?
     /// What keeps `base` valid (the view's mapping), held as long as the matrix is.
     public let owner: AnyObject?
-    /// Whether the packed copy replaced the original rows in memory: their file pages were released (they fault
-    /// back in from the file if an exact product or a lookup reads them).
+    /// Whether the packed copy replaced the original rows in memory (their pages were released: a file mapping's
+    /// fault back in if read; a discardable converted buffer's are never read again).
     public let originalReleased: Bool
 
     /// Wraps a 1-D (one row) or 2-D tensor view.
@@ -53,15 +53,13 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// This matrix ready for products in `mode`. In `.fast` mode a Q4_0, Q4_1 or Q8_0 matrix of 16 rows or more also
-    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once), and when its rows are
-    /// file pages (a mapping) the packed ones are released, so memory holds one copy; otherwise `self`.
-    public func prepared(for mode: ComputeMode) -> WeightMatrix {
+    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once), and, with
+    /// `releasingOriginal`, the packed rows' original pages are released where their owner allows it
+    /// (`FileBackedPages`), so memory holds one copy; otherwise `self`.
+    public func prepared(for mode: ComputeMode, releasingOriginal: Bool = true) -> WeightMatrix {
         guard mode == .fast, packed == nil, let rows = PackedRows(self) else { return self }
-        var released = false
-        if let pages = owner as? FileBackedPages {
-            pages.releasePages(UnsafeRawBufferPointer(start: base, count: rows.rows * rowBytes))
-            released = true
-        }
+        let released = releasingOriginal
+            && (owner as? FileBackedPages)?.releasePages(UnsafeRawBufferPointer(start: base, count: rows.rows * rowBytes)) == true
         return WeightMatrix(self, packed: rows, originalReleased: released)
     }
 

@@ -67,11 +67,10 @@ public final class DenseKVCache: KVCache {
     private let layerStride: Int                    // bytes: contextLength · rowBytes
     private let sequenceStride: Int                 // bytes: layers.count · layerStride
 
-    /// Reserves storage for `sequences` slots of `contextLength` positions over `layers`; `headDim` sets the
-    /// 8-bit blocks (they never span two heads).
-    public init(layers: Range<Int>, sequences: Int, contextLength: Int, kvDim: Int, headDim: Int? = nil,
+    /// Reserves storage for `sequences` slots of `contextLength` positions over `layers` of `kvDim` values per
+    /// position in heads of `headDim` (the float layout is per head; 8-bit blocks never span two heads).
+    public init(layers: Range<Int>, sequences: Int, contextLength: Int, kvDim: Int, headDim: Int,
                 type: KVCacheType = .f32) throws {
-        let headDim = headDim ?? kvDim
         guard !layers.isEmpty, layers.lowerBound >= 0, sequences > 0, contextLength > 0, kvDim > 0, headDim > 0,
               kvDim % headDim == 0 else {
             throw ModelError.invalidBuffer("KV cache of \(sequences) sequences x \(layers) layers x \(contextLength) positions x \(kvDim) (heads of \(headDim)) is empty or uneven")

@@ -38,7 +38,9 @@ extension TensorView {
     public func loaded(quantize: GGMLType?) throws -> TensorView {
         guard let quantize, [.f32, .f16, .bf16].contains(info.type),
               GGMLType.conversionTarget(for: info, requested: quantize).outcome == .converted else { return self }
-        return try converted(to: quantize)
+        let result = try converted(to: quantize)
+        (owner as? FileBackedPages)?.releasePages(data)   // the float source was read once; do not keep it resident
+        return result
     }
 }
 
@@ -113,7 +115,8 @@ extension LlamaModel {
         let embeddingName = !w.has(naming.embedding) && c.tieWordEmbeddings && w.has(naming.output)
             ? naming.output : naming.embedding
         let embedding = try w.matrix(embeddingName, rows: c.vocabularySize, cols: c.hiddenSize)
-        let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding, compute: options.compute)
+        // a tied head shares the embedding's rows, which lookups keep reading: its repacked copy does not replace them
+        let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding, compute: options.compute, releasingOriginal: false)
             : try w.linear(naming.output, rows: c.vocabularySize, cols: c.hiddenSize)
         var blocks: [LlamaBlock] = []
         for l in options.layers ?? 0..<c.layerCount {

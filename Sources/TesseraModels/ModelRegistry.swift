@@ -20,8 +20,8 @@ public struct LoadOptions: Sendable {
     public var compute: ComputeOptions
     /// How KV caches store keys and values (`--kv-cache`).
     public var kvCache: KVCacheType
-    /// Converts F32/F16/BF16 (and other) weight matrices to this type when loading (`--quantize q8_0|q4_0`); nil
-    /// uses the checkpoint's types.
+    /// Converts F32/F16/BF16 weight matrices to this type when loading (`--quantize q8_0|q4_0`; quantized ones are
+    /// kept); nil uses the checkpoint's types.
     public var quantize: GGMLType?
     /// Record time per operator and layer (`LlamaModel.profiler`, `--profile`).
     public var profile: Bool

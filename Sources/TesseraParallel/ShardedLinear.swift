@@ -59,11 +59,10 @@ public struct RowParallelLinear: Linear {
     /// This rank's input features among the full layer's.
     public let inputs: Range<Int>
     public let bias: [Float]?          // [outputSize]
-    let storage: OwnedWeights
     let link: CollectiveLink
 
-    init(local: DenseLinear, inputs: Range<Int>, bias: [Float]?, storage: OwnedWeights, link: CollectiveLink) {
-        self.local = local; self.inputs = inputs; self.bias = bias; self.storage = storage; self.link = link
+    init(local: DenseLinear, inputs: Range<Int>, bias: [Float]?, link: CollectiveLink) {
+        self.local = local; self.inputs = inputs; self.bias = bias; self.link = link
     }
 
     public var inputSize: Int { local.inputSize }
@@ -71,8 +70,6 @@ public struct RowParallelLinear: Linear {
     public var scratchCount: Int { local.scratchCount }
     public var weightBytes: Int { local.weightBytes }
     public var repackedBytes: Int { local.repackedBytes }
-    /// Bytes of the owned weight slice.
-    public var ownedBytes: Int { storage.count }
 
     public func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                                scratch: UnsafeMutablePointer<Float>) {

@@ -124,11 +124,12 @@ private final class ShardBuilder {
         }
         let storage = OwnedWeights(count: info.rowCount * sliceBytes)
         try view.copyColumns(columns, into: storage.bytes)
-        held.owned += info.rowCount * sliceBytes
         let slice = TensorView(info: TensorInfo(name: name, type: info.type, shape: [info.rowCount, columns.count]),
                                data: UnsafeRawBufferPointer(storage.bytes), owner: storage)
+        // the weight keeps alive what it reads: the copied slice, or its conversion (the float copy is then freed)
         let weight = try matrix(slice, linear: true)
-        return RowParallelLinear(local: DenseLinear(weight: weight, compute: compute), inputs: columns, bias: nil, storage: storage,
+        held.owned += weight.rows * weight.rowBytes
+        return RowParallelLinear(local: DenseLinear(weight: weight, compute: compute), inputs: columns, bias: nil,
                                  link: link)
     }
 }

@@ -123,7 +123,7 @@ void tk_kv_q8_dequantize(const void *src, int64_t kv_dim, int32_t head_dim, floa
 /// Partial attention of one query head `q[head_dim]` over positions j0 ..< j1 of KV head `kv_head`, rows
 /// `row_bytes` apart starting at `keys`/`values`. Writes *m = max score·scale, *l = Σ exp(s − m),
 /// acc[d] = Σ exp(s − m)·v[d].
-/// j1 > j0 required (an empty range writes m = −inf, l = 0, acc = 0).
+/// An empty range (j1 <= j0) writes m = −inf, l = 0, acc = 0.
 /// Online softmax over chunks of 16 positions (no score array of the range); scores are
 /// scale · Σ_blocks d · Σ q[i]·k[i] with the query in float; a vectorised exp at the SIMD levels.
 void tk_attention_q8_partial(const float *q, const void *keys, const void *values, int64_t j0, int64_t j1,
