@@ -53,13 +53,13 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// This matrix ready for products in `mode`. In `.fast` mode a Q4_0, Q4_1 or Q8_0 matrix of 16 rows or more also
-    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once), and, with
-    /// `releasingOriginal`, the packed rows' original pages are released where their owner allows it
-    /// (`FileBackedPages`), so memory holds one copy; otherwise `self`.
-    public func prepared(for mode: ComputeMode, releasingOriginal: Bool = true) -> WeightMatrix {
+    /// carries its rows repacked 16 at a time (a copy as large as the matrix, made here once), and the packed rows'
+    /// original pages are released where their owner allows it (`FileBackedPages`), so memory holds one copy;
+    /// otherwise `self`.
+    public func prepared(for mode: ComputeMode) -> WeightMatrix {
         guard mode == .fast, packed == nil, let rows = PackedRows(self) else { return self }
-        let released = releasingOriginal
-            && (owner as? FileBackedPages)?.releasePages(UnsafeRawBufferPointer(start: base, count: rows.rows * rowBytes)) == true
+        let released = (owner as? FileBackedPages)?
+            .releasePages(UnsafeRawBufferPointer(start: base, count: rows.rows * rowBytes)) == true
         return WeightMatrix(self, packed: rows, originalReleased: released)
     }
 

@@ -42,12 +42,9 @@ public struct DenseLinear: Linear {
     /// Exact or fast arithmetic, and the threads the product splits its rows across.
     public let compute: ComputeOptions
 
-    /// `.fast` compute repacks Q4_0/Q4_1/Q8_0 weights once, here (`WeightMatrix.prepared(for:releasingOriginal:)`);
-    /// `releasingOriginal: false` keeps the original rows resident (a head tied to the embedding table).
-    public init(weight: WeightMatrix, bias: [Float]? = nil, compute: ComputeOptions = .exact,
-                releasingOriginal: Bool = true) {
-        self.weight = weight.prepared(for: compute.mode, releasingOriginal: releasingOriginal)
-        self.bias = bias; self.compute = compute
+    /// `.fast` compute repacks Q4_0/Q4_1/Q8_0 weights once, here (`WeightMatrix.prepared(for:)`).
+    public init(weight: WeightMatrix, bias: [Float]? = nil, compute: ComputeOptions = .exact) {
+        self.weight = weight.prepared(for: compute.mode); self.bias = bias; self.compute = compute
     }
 
     public var inputSize: Int { weight.cols }

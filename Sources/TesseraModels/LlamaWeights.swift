@@ -115,8 +115,9 @@ extension LlamaModel {
         let embeddingName = !w.has(naming.embedding) && c.tieWordEmbeddings && w.has(naming.output)
             ? naming.output : naming.embedding
         let embedding = try w.matrix(embeddingName, rows: c.vocabularySize, cols: c.hiddenSize)
-        // a tied head shares the embedding's rows, which lookups keep reading: its repacked copy does not replace them
-        let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding, compute: options.compute, releasingOriginal: false)
+        // a tied head shares the embedding's rows: once repacked, their mapped pages are released and lookups fault
+        // back in only the rows they read (a converted table is not discardable, so it stays)
+        let head = c.tieWordEmbeddings ? DenseLinear(weight: embedding, compute: options.compute)
             : try w.linear(naming.output, rows: c.vocabularySize, cols: c.hiddenSize)
         var blocks: [LlamaBlock] = []
         for l in options.layers ?? 0..<c.layerCount {
