@@ -5,6 +5,7 @@
 #if TK_X86
 #include <immintrin.h>
 #include "vexp.h"
+#include "lanes.h"
 #endif
 
 // MARK: - Portable
@@ -29,10 +30,6 @@ static void head_portable(const float *q, const float *k, const float *v, int64_
 #if TK_X86
 
 // MARK: - AVX-512
-
-TK_INLINE TK_AVX512 __mmask16 mask16(int64_t rest) {
-    return rest >= 16 ? (__mmask16)0xFFFF : rest <= 0 ? 0 : (__mmask16)((1u << rest) - 1);
-}
 
 /// q · k over hd floats: FMA in two accumulators, masked tail.
 TK_INLINE TK_AVX512 float dot_avx512(const float *q, const float *kj, int64_t hd) {
@@ -84,17 +81,6 @@ static TK_AVX512 void head_avx512(const float *q, const float *k, const float *v
 }
 
 // MARK: - AVX2
-
-TK_INLINE TK_AVX2 __m256i mask8(int64_t rest) {
-    const int32_t r = rest >= 8 ? 8 : (int32_t)rest;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-TK_INLINE TK_AVX2 float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
 
 /// q · k over hd floats: FMA in two accumulators, masked tail.
 TK_INLINE TK_AVX2 float dot_avx2(const float *q, const float *kj, int64_t hd) {

@@ -6,6 +6,7 @@
 #if TK_X86
 #include <immintrin.h>
 #include "vexp.h"
+#include "lanes.h"
 #endif
 
 /// Positions scored, exponentiated and accumulated together; the accumulator is rescaled at most once a chunk.
@@ -117,10 +118,6 @@ TK_KV_PARTIAL(, partial_portable, score_portable, exps_portable, accum_portable)
 
 // MARK: - AVX-512
 
-TK_INLINE TK_AVX512 __mmask16 kv_mask16(int64_t rest) {
-    return rest >= 16 ? (__mmask16)0xFFFF : rest <= 0 ? 0 : (__mmask16)((1u << rest) - 1);
-}
-
 /// Up to 16 int8 (lanes of `m`) as floats.
 TK_INLINE TK_AVX512 __m512 i8x16(const uint8_t *p, __mmask16 m) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
@@ -137,7 +134,7 @@ TK_INLINE TK_AVX512 float score_avx512(const tk_kv_head *h, int64_t j) {
     for (int64_t b = 0; b < h->head_dim; b += h->block, d += 4) {
         __m512 t = _mm512_setzero_ps();
         for (int64_t i = b; i < b + h->block; i += 16) {
-            const __mmask16 m = kv_mask16(b + h->block - i);
+            const __mmask16 m = mask16(b + h->block - i);
             t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, h->q + i), i8x16(row + i, m), t);
         }
         total = _mm512_fmadd_ps(t, _mm512_set1_ps(tk_f32_at(d)), total);
@@ -148,7 +145,7 @@ TK_INLINE TK_AVX512 float score_avx512(const tk_kv_head *h, int64_t j) {
 TK_INLINE TK_AVX512 float exps_avx512(float *s, int cn, float top) {
     __m512 sum = _mm512_setzero_ps();
     for (int c = 0; c < cn; c += 16) {
-        const __mmask16 m = kv_mask16(cn - c);
+        const __mmask16 m = mask16(cn - c);
         const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + c), _mm512_set1_ps(top));
         const __m512 e = _mm512_maskz_mov_ps(m, exp16(x));
         _mm512_mask_storeu_ps(s + c, m, e);
@@ -162,8 +159,8 @@ TK_INLINE TK_AVX512 void accum_avx512(const tk_kv_head *h, int64_t j, int cn, co
     const int64_t hd = h->head_dim;
     const __m512 fv = _mm512_set1_ps(f);
     for (int64_t d0 = 0; d0 < hd; d0 += 64) {
-        const __mmask16 m0 = kv_mask16(hd - d0), m1 = kv_mask16(hd - d0 - 16), m2 = kv_mask16(hd - d0 - 32),
-                        m3 = kv_mask16(hd - d0 - 48);
+        const __mmask16 m0 = mask16(hd - d0), m1 = mask16(hd - d0 - 16), m2 = mask16(hd - d0 - 32),
+                        m3 = mask16(hd - d0 - 48);
         int64_t o[4];   // byte offsets of the pieces' block scales
         for (int r = 0; r < 4; r++) o[r] = h->d_offset + 4 * (d0 + 16 * r < hd ? (d0 + 16 * r) / h->block : 0);
         __m512 c0 = _mm512_mul_ps(fv, _mm512_maskz_loadu_ps(m0, acc + d0));
@@ -188,11 +185,6 @@ TK_KV_PARTIAL(TK_AVX512, partial_avx512, score_avx512, exps_avx512, accum_avx512
 
 // MARK: - AVX2
 
-TK_INLINE TK_AVX2 __m256i kv_mask8(int64_t rest) {
-    const int32_t r = rest >= 8 ? 8 : rest <= 0 ? 0 : (int32_t)rest;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /// The first min(rest, 8) int8 at p as floats, zeros after (no byte past them is read).
 TK_INLINE TK_AVX2 __m256 i8x8(const uint8_t *p, int64_t rest) {
     __m128i b;
@@ -204,12 +196,6 @@ TK_INLINE TK_AVX2 __m256 i8x8(const uint8_t *p, int64_t rest) {
         b = _mm_loadl_epi64((const __m128i *)tmp);
     }
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-}
-
-TK_INLINE TK_AVX2 float kv_hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
 /// c + w · (the first min(rest, 8) int8 at p as floats).
@@ -224,24 +210,24 @@ TK_INLINE TK_AVX2 float score_avx2(const tk_kv_head *h, int64_t j) {
         __m256 t = _mm256_setzero_ps();
         for (int64_t i = b; i < b + h->block; i += 8) {
             const int64_t rest = b + h->block - i;
-            const __m256 qv = rest >= 8 ? _mm256_loadu_ps(h->q + i) : _mm256_maskload_ps(h->q + i, kv_mask8(rest));
+            const __m256 qv = rest >= 8 ? _mm256_loadu_ps(h->q + i) : _mm256_maskload_ps(h->q + i, mask8(rest));
             t = _mm256_fmadd_ps(qv, i8x8(row + i, rest), t);
         }
         total = _mm256_fmadd_ps(t, _mm256_set1_ps(tk_f32_at(d)), total);
     }
-    return kv_hsum8(total);
+    return hsum8(total);
 }
 
 TK_INLINE TK_AVX2 float exps_avx2(float *s, int cn, float top) {
     __m256 sum = _mm256_setzero_ps();
     for (int c = 0; c < cn; c += 8) {
-        const __m256i m = kv_mask8(cn - c);
+        const __m256i m = mask8(cn - c);
         const __m256 x = _mm256_sub_ps(_mm256_maskload_ps(s + c, m), _mm256_set1_ps(top));
         const __m256 e = _mm256_and_ps(exp8(x), _mm256_castsi256_ps(m));
         _mm256_maskstore_ps(s + c, m, e);
         sum = _mm256_add_ps(sum, e);
     }
-    return kv_hsum8(sum);
+    return hsum8(sum);
 }
 
 /// 32 accumulator elements at a time in four registers; an 8-element piece never spans two blocks.
@@ -249,8 +235,8 @@ TK_INLINE TK_AVX2 void accum_avx2(const tk_kv_head *h, int64_t j, int cn, const 
     const int64_t hd = h->head_dim;
     const __m256 fv = _mm256_set1_ps(f);
     for (int64_t d0 = 0; d0 < hd; d0 += 32) {
-        const __m256i m0 = kv_mask8(hd - d0), m1 = kv_mask8(hd - d0 - 8), m2 = kv_mask8(hd - d0 - 16),
-                      m3 = kv_mask8(hd - d0 - 24);
+        const __m256i m0 = mask8(hd - d0), m1 = mask8(hd - d0 - 8), m2 = mask8(hd - d0 - 16),
+                      m3 = mask8(hd - d0 - 24);
         int64_t o[4];   // byte offsets of the pieces' block scales
         for (int r = 0; r < 4; r++) o[r] = h->d_offset + 4 * (d0 + 8 * r < hd ? (d0 + 8 * r) / h->block : 0);
         __m256 c0 = _mm256_mul_ps(fv, _mm256_maskload_ps(acc + d0, m0));

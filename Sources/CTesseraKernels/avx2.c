@@ -4,15 +4,9 @@
 #include <immintrin.h>
 #include "tiles.h"
 #include "vexp.h"
+#include "lanes.h"
 
 #pragma STDC FP_CONTRACT OFF
-
-TK_INLINE TK_AVX2 float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 TK_INLINE TK_AVX2 int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -128,7 +122,7 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
             }
         }
     }
-    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), hsum_ps(acc[m][k]) + macc[m][k]);
+    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), hsum8(acc[m][k]) + macc[m][k]);
 }
 
 #define Q4_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 0)
@@ -194,7 +188,7 @@ TK_INLINE TK_AVX2 void float_tile(const tk_matmul_args *a, int64_t r, int64_t i,
             for (int m = 0; m < MR; m++) acc[m][k] = _mm256_fmadd_ps(wv[m], xv, acc[m][k]);
         }
     }
-    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), hsum_ps(acc[m][k]));
+    for (int m = 0; m < MR; m++) for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), hsum8(acc[m][k]));
 }
 
 #define F32_TILE(a, r, i, MR, NR) float_tile(a, r, i, MR, NR, 0)
