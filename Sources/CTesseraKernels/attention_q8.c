@@ -288,18 +288,18 @@ void tk_attention_q8_partial(const float *q, const void *keys, const void *value
 }
 
 void tk_attention_combine(const float *m, const float *l, const float *acc, int32_t parts, int32_t head_dim,
-                          float *out) {
+                          int64_t part_stride, int64_t acc_stride, float *out) {
     if (parts <= 0 || head_dim <= 0) return;
     float top = m[0], sum = 0;
-    for (int32_t p = 1; p < parts; p++) top = m[p] > top ? m[p] : top;
+    for (int32_t p = 1; p < parts; p++) top = m[p * part_stride] > top ? m[p * part_stride] : top;
     for (int32_t p = 0; p < parts; p++) {
-        const float w = expf(m[p] - top);
-        const float *a = acc + (int64_t)p * head_dim;
-        sum += l[p] * w;
+        const float w = expf(m[p * part_stride] - top);   // an empty split (m = −inf) weighs 0
+        const float *a = acc + (int64_t)p * acc_stride;
+        sum += l[p * part_stride] * w;
         // part 0 reads each element before writing it, so out may be acc
         if (p == 0) for (int32_t d = 0; d < head_dim; d++) out[d] = w * a[d];
         else for (int32_t d = 0; d < head_dim; d++) out[d] += w * a[d];
     }
-    const float inv = 1.0f / sum;
+    const float inv = sum > 0 ? 1.0f / sum : 0.0f;
     for (int32_t d = 0; d < head_dim; d++) out[d] *= inv;
 }

@@ -37,27 +37,43 @@ func fastMatmul(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, weight 
     return true
 }
 
-/// Quantizes activation rows, in slices across the pool when there are enough of them.
+/// Quantizes activation rows, in slices across the pool when there are enough of them. With `norm`, each row is
+/// RMS-normalised first into its thread's row of `rowTemps` (`threads × cols` floats) and quantized from there, so
+/// normalised rows are never written out whole (the fused products' input preparation).
 func quantize(_ x: UnsafePointer<Float>, rows n: Int, xStride xs: Int, cols: Int, format: ActivationFormat,
-                      into dst: UnsafeMutableRawPointer, stride: Int, pool: ThreadPool?) {
+              into dst: UnsafeMutableRawPointer, stride: Int, pool: ThreadPool?, norm: FusedNorm? = nil,
+              rowTemps: UnsafeMutablePointer<Float>? = nil) {
+    let job = QuantizeJob(x: x, rows: n, xStride: xs, cols: cols, format: format, dst: dst, stride: stride, per: n,
+                          norm: norm, rowTemps: rowTemps)
     guard let pool, pool.threads > 1, n >= 4 * pool.threads else {
-        format.quantize(x, rows: n, cols: cols, xStride: xs, into: dst, rowStride: stride)
+        job.run(task: 0, worker: 0)
         return
     }
-    pool.run(tasks: pool.threads, QuantizeJob(x: x, rows: n, xStride: xs, cols: cols, format: format, dst: dst,
-                                              stride: stride, per: (n + pool.threads - 1) / pool.threads))
+    var split = job
+    split.per = (n + pool.threads - 1) / pool.threads
+    pool.run(tasks: pool.threads, split)
 }
 
-/// Rows `per · task ..< per · (task + 1)` of a quantization.
+/// Rows `per · task ..< per · (task + 1)` of a quantization (normalised first with `norm`).
 private struct QuantizeJob: PoolJob {
     let x: UnsafePointer<Float>, rows: Int, xStride: Int, cols: Int, format: ActivationFormat
-    let dst: UnsafeMutableRawPointer, stride: Int, per: Int
+    let dst: UnsafeMutableRawPointer, stride: Int
+    var per: Int
+    let norm: FusedNorm?, rowTemps: UnsafeMutablePointer<Float>?
 
     func run(task: Int, worker: Int) {
         let lo = task * per, count = min(rows, lo + per) - lo
         guard count > 0 else { return }
-        format.quantize(x + lo &* xStride, rows: count, cols: cols, xStride: xStride, into: dst + lo &* stride,
-                        rowStride: stride)
+        guard let norm, let rowTemps else {
+            format.quantize(x + lo &* xStride, rows: count, cols: cols, xStride: xStride, into: dst + lo &* stride,
+                            rowStride: stride)
+            return
+        }
+        let temp = rowTemps + worker &* cols
+        for i in lo..<(lo + count) {
+            rmsNorm(x + i &* xStride, weight: norm.weight, count: cols, eps: norm.eps, into: temp)
+            format.quantize(temp, rows: 1, cols: cols, into: dst + i &* stride, rowStride: stride)
+        }
     }
 }
 

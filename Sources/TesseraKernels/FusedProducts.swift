@@ -119,8 +119,8 @@ public struct FusedProducts: @unchecked Sendable {
         var start = 0
         while start < n {
             let count = min(ActivationRows.chunk, n - start)
-            prepare(x + start &* cols, rows: count, cols: cols, norm: norm, format: format, into: dst, stride: stride,
-                    rowTemps: rowTemps)
+            quantize(x + start &* cols, rows: count, xStride: cols, cols: cols, format: format, into: dst,
+                     stride: stride, pool: compute.pool, norm: norm, rowTemps: rowTemps)
             runTasks(Job(products: self, source: .prepared(UnsafeRawPointer(dst), stride: stride), rows: count,
                          rowOffset: start, outputs: outputs))
             start &+= count
@@ -178,45 +178,6 @@ public struct FusedProducts: @unchecked Sendable {
             pool.run(tasks: tasks.count, job)
         } else {
             for t in 0..<tasks.count { job.run(task: t, worker: 0) }
-        }
-    }
-
-    /// Normalises (if asked) and quantizes `n` rows, each through its thread's row buffer, split across the pool
-    /// when there are enough rows.
-    private func prepare(_ x: UnsafePointer<Float>, rows n: Int, cols: Int, norm: FusedNorm?, format: ActivationFormat,
-                         into dst: UnsafeMutableRawPointer, stride: Int, rowTemps: UnsafeMutablePointer<Float>) {
-        guard let norm else {
-            quantize(x, rows: n, xStride: cols, cols: cols, format: format, into: dst, stride: stride, pool: compute.pool)
-            return
-        }
-        guard let pool = compute.pool, pool.threads > 1, n >= 4 * pool.threads else {
-            Self.normalizeAndQuantize(x, 0..<n, cols: cols, norm: norm, format: format, into: dst, stride: stride,
-                                 temp: rowTemps)
-            return
-        }
-        pool.run(tasks: pool.threads, PrepareJob(x: x, rows: n, cols: cols, norm: norm, format: format, dst: dst,
-                                                 stride: stride, rowTemps: rowTemps,
-                                                 per: (n + pool.threads - 1) / pool.threads))
-    }
-
-    /// Rows `per · task ..< per · (task + 1)` normalised and quantized, through the worker's row buffer.
-    private struct PrepareJob: PoolJob {
-        let x: UnsafePointer<Float>, rows: Int, cols: Int, norm: FusedNorm, format: ActivationFormat
-        let dst: UnsafeMutableRawPointer, stride: Int, rowTemps: UnsafeMutablePointer<Float>, per: Int
-
-        func run(task: Int, worker: Int) {
-            FusedProducts.normalizeAndQuantize(x, min(rows, task * per)..<min(rows, (task + 1) * per), cols: cols, norm: norm,
-                                 format: format, into: dst, stride: stride, temp: rowTemps + worker &* cols)
-        }
-    }
-
-    @inline(__always)
-    private static func normalizeAndQuantize(_ x: UnsafePointer<Float>, _ rows: Range<Int>, cols: Int, norm: FusedNorm,
-                                      format: ActivationFormat, into dst: UnsafeMutableRawPointer, stride: Int,
-                                      temp: UnsafeMutablePointer<Float>) {
-        for i in rows {
-            rmsNorm(x + i &* cols, weight: norm.weight, count: cols, eps: norm.eps, into: temp)
-            format.quantize(temp, rows: 1, cols: cols, into: dst + i &* stride, rowStride: stride)
         }
     }
 }

@@ -1,7 +1,6 @@
 // Fused attention for a chunk of query tokens: one pass per (token, head, position split) with an online softmax,
 // no score matrix, split over positions when there are too few heads to keep every thread busy.
 import CTesseraKernels
-import Foundation
 
 /// How cached keys and values of one position are stored.
 public enum KVLayout: Sendable, Equatable {
@@ -156,18 +155,7 @@ public struct OnlineAttention {
     private func combine(_ first: UnsafeMutablePointer<Float>, head: Int, slot: Int, parts: Int,
                          into out: UnsafeMutablePointer<Float>) {
         let g = group
-        var top = -Float.infinity
-        for s in 0..<parts { top = max(top, first[s * slot + head]) }
-        var total: Float = 0
-        out.update(repeating: 0, count: headDim)
-        for s in 0..<parts {
-            let p = first + s * slot, m = p[head]
-            let w = m == -.infinity ? 0 : Foundation.exp(m - top)
-            total += w * p[g + head]
-            guard w > 0 else { continue }
-            axpy(w, p + 2 * g + head * headDim, out, count: headDim)
-        }
-        let inv = total > 0 ? 1 / total : 0
-        for d in 0..<headDim { out[d] *= inv }
+        tk_attention_combine(first + head, first + g + head, first + 2 * g + head * headDim, Int32(parts),
+                             Int32(headDim), Int64(slot), Int64(slot), out)
     }
 }

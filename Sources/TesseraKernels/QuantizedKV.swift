@@ -48,7 +48,7 @@ public func attentionPartialQ8(query: UnsafePointer<Float>, keys: UnsafeRawPoint
 /// `output` may be `acc`.
 public func attentionCombine(max: UnsafePointer<Float>, sum: UnsafePointer<Float>, acc: UnsafePointer<Float>,
                              parts: Int, headDim: Int, output: UnsafeMutablePointer<Float>) {
-    tk_attention_combine(max, sum, acc, Int32(parts), Int32(headDim), output)
+    tk_attention_combine(max, sum, acc, Int32(parts), Int32(headDim), 1, Int64(headDim), output)
 }
 
 /// Attention of one token's query heads over positions 0 ..< `length` (≥ 1) of a Q8 KV cache, one partial per head:

@@ -26,6 +26,12 @@ public protocol Linear: Sendable {
 extension Linear {
     public func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                            temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        accumulateThrough(temp, x, rows: n, into: y, scratch: scratch)
+    }
+
+    /// `y += x·Wᵀ` as a product into `temp`, then an add.
+    func accumulateThrough(_ temp: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows n: Int,
+                           into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         self(x, rows: n, into: temp, scratch: scratch)
         add(temp, into: y, count: n * outputSize)
     }
@@ -60,9 +66,8 @@ public struct DenseLinear: Linear {
     /// Without a bias, the product adds itself to `y` in its stores (equal to a separate add bit for bit).
     public func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                            temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        guard bias == nil else {
-            self(x, rows: n, into: temp, scratch: scratch)
-            add(temp, into: y, count: n * outputSize)
+        guard bias == nil else {   // y + (p + b) must stay bit-identical to the unfused path
+            accumulateThrough(temp, x, rows: n, into: y, scratch: scratch)
             return
         }
         matmul(x, rows: n, weight: weight, into: y, scratch: scratch, mode: compute.mode, pool: compute.pool,

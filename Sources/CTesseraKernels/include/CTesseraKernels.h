@@ -129,10 +129,11 @@ void tk_kv_q8_dequantize(const void *src, int64_t kv_dim, int32_t head_dim, floa
 void tk_attention_q8_partial(const float *q, const void *keys, const void *values, int64_t j0, int64_t j1,
                              size_t row_bytes, int64_t kv_dim, int32_t head_dim, int32_t kv_head, float scale,
                              float *m, float *l, float *acc);
-/// Merges partial results (m, l, acc) of `parts` splits (acc arrays head_dim apart) into out[head_dim] = acc/l.
-/// `out` may be `acc` itself (the first split's array).
+/// Merges partial results of `parts` splits of one head — split p's max m[p · part_stride], sum l[p · part_stride]
+/// and accumulator acc + p · acc_stride — into out[head_dim] = Σ acc·e^(m − M) / Σ l·e^(m − M), M the largest m
+/// (splits with m = −inf weigh nothing; at least one must be non-empty). `out` may be `acc` itself.
 void tk_attention_combine(const float *m, const float *l, const float *acc, int32_t parts, int32_t head_dim,
-                          float *out);
+                          int64_t part_stride, int64_t acc_stride, float *out);
 
 // MARK: - Memory bandwidth probe
 
