@@ -1,16 +1,17 @@
 // swift-tools-version:6.0
 // Tessera: a distributed LLM inference runtime for CPU clusters.
 //
-// Targets, lowest first; every dependency points down this list:
+// Targets, lowest first: each depends only on targets above it and declares every target it imports:
 //   CMPI                 Open MPI headers and library, found through pkg-config (`ompi`)
 //   TesseraCollectives   the only Swift code that calls MPI: Communicator, typed collectives, requests, counters
-//   TesseraTopology      topology files -> one validated `Topology` value (pure, no MPI)
-//   TesseraParallel      Topology + Communicator -> the rank's process groups (TP group, PP neighbours, vision group)
+//   TesseraTopology      topology files -> one validated `Topology` value with every layout formula (pure, no MPI)
 //   TesseraFormats       GGUF and safetensors / Hugging Face folders, mmap'd, lazily sliceable
 //   TesseraTokenizer     SentencePiece-BPE and byte-level BPE tokenizers, chat templates
-//   TesseraKernels       CPU kernels: products over quantized and float weights, norms, RoPE, softmax
-//   TesseraModels        one file per architecture (math only), KV cache, model registry
-//   TesseraEngine        generation: sampling, stop rules, the coordinator loop
+//   CTesseraKernels      C intrinsics with runtime dispatch (AVX-512, AVX2, portable)
+//   TesseraKernels       CPU kernels: products over quantized and float weights, norms, RoPE, attention, thread pool
+//   TesseraModels        the family seam (ModelFamily, LinearFactory, registry), one folder per architecture, KV cache
+//   TesseraParallel      process groups from a topology; tensor parallelism as a LinearFactory over any family
+//   TesseraEngine        Deployment (a rank's part of a job), generation loop, sampling, pipeline stages
 //   infer-worker         the program users launch under mpirun
 //   infer-bench          benchmarks that print ratios against a peer measured in the same run
 import PackageDescription
@@ -39,15 +40,17 @@ let package = Package(
         .target(name: "TesseraKernels", dependencies: ["TesseraFormats", "CTesseraKernels"], swiftSettings: optimized),
         .target(name: "TesseraModels", dependencies: ["TesseraFormats", "TesseraKernels"], swiftSettings: optimized),
         .target(name: "TesseraParallel", dependencies: [
-            "TesseraCollectives", "TesseraTopology", "TesseraModels", "TesseraKernels", "TesseraFormats"]),
-        .target(name: "TesseraEngine", dependencies: ["TesseraModels", "TesseraTokenizer", "TesseraParallel"],
-                swiftSettings: optimized),
+            "TesseraCollectives", "TesseraTopology", "TesseraFormats", "TesseraKernels", "TesseraModels"]),
+        .target(name: "TesseraEngine", dependencies: [
+            "TesseraCollectives", "TesseraTopology", "TesseraFormats", "TesseraTokenizer", "TesseraKernels",
+            "TesseraModels", "TesseraParallel"], swiftSettings: optimized),
         .executableTarget(name: "InferWorker", dependencies: [
-            "TesseraEngine", "TesseraParallel",
+            "TesseraCollectives", "TesseraTopology", "TesseraFormats", "TesseraTokenizer", "TesseraKernels",
+            "TesseraModels", "TesseraParallel", "TesseraEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "InferBench", dependencies: [
-            "TesseraEngine", "TesseraParallel",
+            "TesseraCollectives", "TesseraFormats", "TesseraKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TesseraTestSupport", path: "Tests/TesseraTestSupport"),
@@ -60,9 +63,11 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats", "TesseraModels", "TesseraTestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
-        .testTarget(name: "EngineTests", dependencies: ["TesseraEngine", "TesseraTestSupport", "CAllocationCounter"]),
+        .testTarget(name: "EngineTests", dependencies: [
+            "TesseraEngine", "TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTokenizer",
+            "TesseraTestSupport", "CAllocationCounter"]),
         .testTarget(name: "ParallelTests", dependencies: [
-            "TesseraParallel", "TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),
+            "TesseraParallel", "TesseraModels", "TesseraFormats", "TesseraTestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["TesseraTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -10,90 +10,29 @@ import TesseraTopology
 
 extension GenerateCommand {
     func runGenerate(runtime: MPIRuntime, modelPath: String, prompts: [String]) throws {
-        let topology = try topologyOptions.load()
-        let groups = try ProcessGroups.build(topology: topology, world: runtime.world)
-        let world = groups.world
         let loadStart = Date()
         let source = try ModelSource.open(path: modelPath)
-        guard case .decoder(let role) = groups.role else {
-            try DecoderWorker.serve(groups: groups, stage: nil)              // vision ranks idle in a text job
-            _ = try RankReport.gather(RankReport(communicationSeconds: communicationSeconds(groups)), groups: groups)
-            if modelOptions.profile { _ = try ProfileReport.gather("", groups: groups) }
+        let load = try modelOptions.loadOptions()
+        let deployment = try Deployment(
+            topology: try topologyOptions.load(), world: runtime.world, source: source,
+            options: DeploymentOptions(load: load, sequenceSlots: prompts.count,
+                                       context: modelOptions.context, reduction: tpReduction == .mpi ? .mpi : .rankOrder,
+                                       recompute: noKvCache, fault: fault.flatMap(InjectedFault.init)))
+        guard case .coordinator(let executor) = deployment.part else {
+            try deployment.serve()
+            try gatherReports(deployment, source: source)
             return
         }
-        guard !noKvCache || world.size == 1 else {
-            throw GenerationError(description: "--no-kv-cache runs on one rank only (this job has \(world.size))")
-        }
-        let config = try ModelRegistry.config(of: source)
-        let layers = try topology.layerRanges(layerCount: config.layerCount)[role.ppStage]
-        let model: any LanguageModel
-        var tensorParallel: TensorParallelModel? = nil
-        let options = try modelOptions.loadOptions(layers: layers)
-        if let tpGroup = groups.tensorParallel, tpGroup.size > 1 {
-            let plan = try TensorParallelPlan(source: source, size: tpGroup.size)     // fails before any weight is read
-            let group = CommunicatorGroup(tpGroup, reduction: tpReduction == .mpi ? .mpi : .rankOrder)
-            tensorParallel = try TensorParallel.load(source, plan: plan, group: group, options: options)
-            model = tensorParallel!
-        } else {
-            model = try ModelRegistry.load(source, options: options)
-        }
-        // Every rank must agree on the context: the smallest any rank can afford.
-        var agreed = [Int64(try contextLength(model: model, slots: prompts.count, requested: modelOptions.context,
-                                              kvBytesPerPosition: options.kvCache.rowBytes(kvDim: model.kvFloatsPerPosition,
-                                                                                            headDim: config.headDim)))]
-        try agreed.withUnsafeMutableBufferPointer { try groups.decoder!.allReduce($0, op: .min) }
-        let context = Int(agreed[0])
-
-        let executor: any StepExecutor
-        var distributed: DistributedExecutor? = nil
-        var planned = 0, owned = 0, lookupOnly = true
-        let clock = StepClock()
-        var runStage: PipelineStage? = nil
-        if world.size == 1 {
-            warmFileCache(modelPath)
-            executor = noKvCache
-                ? try RecomputingExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
-                : try LocalExecutor(model: model, sequenceSlots: prompts.count, contextLength: context)
-        } else {
-            let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!,
-                                          sequenceSlots: prompts.count, contextLength: context)
-            if let f = fault.flatMap(InjectedFault.init), f.rank == world.rank { stage.fault = f }
-            stage.onFirstStep = { [clock] in
-                for c in groups.all { c.stats.reset() }
-                clock.start = Date()
-            }
-            runStage = stage
-            // The plan's share of this stage's layers (a one-rank plan when there is no tensor parallelism);
-            // the head is a view that only the last stage ever reads.
-            let share = try (tensorParallel?.plannedWeights
-                ?? TensorParallelPlan(source: source, size: 1)[0].weights(layers: layers))
-            planned = share.total - (stage.isLast ? 0 : share.head)
-            owned = tensorParallel?.heldWeights.owned ?? 0
-            lookupOnly = tensorParallel != nil || !stage.isLast
-            guard groups.isCoordinator else {
-                try DecoderWorker.serve(groups: groups, stage: stage)
-                _ = try RankReport.gather(report(planned: planned, owned: owned, repacked: model.repackedWeightBytes, lookupOnlyEmbedding: lookupOnly,
-                       source: source, groups: groups,
-                       clock: clock, steps: runStage?.steps ?? 0), groups: groups)
-                if modelOptions.profile {
-                    _ = try ProfileReport.gather(ProfileReport.text(model, steps: stage.steps, groups: groups), groups: groups)
-                }
-                return
-            }
-            distributed = DistributedExecutor(groups: groups, stage: stage, sequenceSlots: prompts.count, contextLength: context)
-            executor = distributed!
-        }
-        guard groups.isCoordinator else { return }
-
+        if runtime.world.size == 1 { warmFileCache(modelPath) }
+        let model = deployment.model!
         let tokenizer = try Tokenizer.load(source)
         let requestsTokens = try promptTokens(prompts, tokenizer: tokenizer)
         log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; %d rank%@; %@ products on %d thread%@ per rank (CPU level %@)",
-                   modelPath, (try? ModelRegistry.kind(of: source).rawValue) ?? "?", model.layerCount,
-                   Date().timeIntervalSince(loadStart), context, world.size, world.size == 1 ? "" : "s",
-                   options.compute.mode.description, options.compute.threads, options.compute.threads == 1 ? "" : "s",
+                   modelPath, deployment.blueprint.architecture, model.layerCount, Date().timeIntervalSince(loadStart),
+                   deployment.context, runtime.world.size, runtime.world.size == 1 ? "" : "s",
+                   load.compute.mode.description, load.compute.threads, load.compute.threads == 1 ? "" : "s",
                    CPULevel.active.description))
-        var shutDown = false
-        defer { if !shutDown { try? distributed?.shutdown() } }
+        defer { try? deployment.finish() }
 
         let seed = sampling.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         if sampling.seed == nil && sampling.temperature > 0 { log("tessera: seed \(seed)") }
@@ -116,18 +55,9 @@ extension GenerateCommand {
                                    "text": o.text, "stop_reason": o.stopReason.rawValue]) + "\n")
             }
         }
-        if let distributed {
-            try distributed.shutdown()
-            shutDown = true
-            if let reports = try RankReport.gather(report(planned: planned, owned: owned, repacked: model.repackedWeightBytes, lookupOnlyEmbedding: lookupOnly,
-                       source: source, groups: groups,
-                       clock: clock, steps: runStage?.steps ?? 0), groups: groups) {
-                log(RankReport.render(reports, groups: groups))
-            }
-            if modelOptions.profile, let texts = try ProfileReport.gather(
-                ProfileReport.text(model, steps: runStage?.steps ?? 0, groups: groups), groups: groups) {
-                log(ProfileReport.render(texts))
-            }
+        try deployment.finish()
+        if runtime.world.size > 1 {
+            try gatherReports(deployment, source: source)
         } else if modelOptions.profile {
             log(ProfileReport.render([ProfileReport.text(model, steps: stats.decodeSteps + 1, groups: nil)]))
         }
@@ -138,37 +68,18 @@ extension GenerateCommand {
         log(speedReport(stats, weightBytes: model.weightBytes))
     }
 
-    /// Resident weights = pages of this rank's weight mappings + the slices it copied into its own memory. The
-    /// whole token-embedding table is left out where it serves only lookups (single rows read on demand), i.e.
-    /// everywhere but a pipeline-only last stage, whose tied head it is.
-    /// `repacked`: the `--fast` copies the rank holds instead of (or beside) its mapped slices.
-    func report(planned: Int, owned: Int, repacked: Int, lookupOnlyEmbedding: Bool, source: ModelSource,
-                groups: ProcessGroups, clock: StepClock, steps: Int) -> RankReport {
-        var resident = owned + repacked
-        if case .gguf(let file) = source {
-            resident += file.residentIsolatedBytes(excluding: lookupOnlyEmbedding ? ["token_embd.weight"] : [])
+    /// Collective over the world: every rank's report (and, with --profile, operator table), printed by the
+    /// coordinator.
+    func gatherReports(_ deployment: Deployment, source: ModelSource) throws {
+        let groups = deployment.groups
+        guard groups.world.size > 1 else { return }
+        if let reports = try RankReport.gather(RankReport(deployment, source: source), groups: groups) {
+            log(RankReport.render(reports, groups: groups))
         }
-        return RankReport(residentWeightBytes: resident, plannedWeightBytes: planned,
-                          communicationSeconds: communicationSeconds(groups),
-                          wallSeconds: clock.start.map { Date().timeIntervalSince($0) } ?? 0, steps: steps)
-    }
-
-    /// The requested context, else the model's own capped so the KV cache takes at most half the available memory.
-    /// `kvBytesPerPosition`: one layer's keys (or values) of one position in the cache's storage type.
-    func contextLength(model: any LanguageModel, slots: Int, requested: Int?, kvBytesPerPosition: Int) throws -> Int {
-        if let requested {
-            guard requested > 0 else { throw GenerationError(description: "--context must be positive, got \(requested)") }
-            return requested
+        if modelOptions.profile, let texts = try ProfileReport.gather(
+            ProfileReport.text(deployment.model, steps: deployment.steps, groups: groups), groups: groups) {
+            log(ProfileReport.render(texts))
         }
-        let trained = model.trainedContextLength
-        let bytesPerPosition = model.layerCount * 2 * kvBytesPerPosition * slots
-        let budget = availableMemory() / 2
-        let fits = max(1, budget / max(bytesPerPosition, 1))
-        if fits < trained {
-            log("tessera: context capped at \(fits) positions (the model's \(trained) would need \(trained * bytesPerPosition >> 20) MiB of KV cache; \(budget >> 20) MiB available); set --context to choose")
-            return fits
-        }
-        return trained
     }
 }
 
@@ -224,14 +135,6 @@ func peakResidentBytes() -> Int {
     return usage.ru_maxrss * 1024
 }
 
-/// MemAvailable from /proc/meminfo (8 GiB if it cannot be read).
-func availableMemory() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 8 << 30 }
-    return kb * 1024
-}
-
 /// Writes to stdout unbuffered, so streamed text appears as it is produced.
 func writeOut(_ text: String) {
     FileHandle.standardOutput.write(Data(text.utf8))
@@ -240,9 +143,4 @@ func writeOut(_ text: String) {
 func jsonLine(_ object: [String: Any]) -> String {
     guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
     return String(decoding: data, as: UTF8.self)
-}
-
-/// When this rank's first step started (set once, from the stage).
-final class StepClock: @unchecked Sendable {
-    var start: Date?
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraCollectives
+import TesseraEngine
 import TesseraFormats
 import TesseraModels
 import TesseraParallel
@@ -13,6 +14,26 @@ struct RankReport {
     /// Seconds from this rank's first step to the end of the run, and the steps it ran.
     var wallSeconds = 0.0
     var steps = 0
+
+    /// This rank's report after a run. Resident weights = pages of this rank's weight mappings + the slices it
+    /// copied into its own memory + its repacked copies; the whole token-embedding table is left out where it
+    /// serves only lookups.
+    init(_ deployment: Deployment, source: ModelSource) {
+        let memory = deployment.memory
+        var resident = memory.owned + memory.repacked
+        if deployment.model != nil, case .gguf(let file) = source {
+            resident += file.residentIsolatedBytes(excluding: memory.lookupOnlyEmbedding ? ["token_embd.weight"] : [])
+        }
+        let communication = deployment.groups.communicationSeconds
+        self.init(residentWeightBytes: resident, plannedWeightBytes: memory.planned, communicationSeconds: communication,
+                  wallSeconds: deployment.firstStep.map { Date().timeIntervalSince($0) } ?? 0, steps: deployment.steps)
+    }
+
+    init(residentWeightBytes: Int = 0, plannedWeightBytes: Int = 0, communicationSeconds: Double = 0,
+         wallSeconds: Double = 0, steps: Int = 0) {
+        self.residentWeightBytes = residentWeightBytes; self.plannedWeightBytes = plannedWeightBytes
+        self.communicationSeconds = communicationSeconds; self.wallSeconds = wallSeconds; self.steps = steps
+    }
 
     /// Collects every rank's report on the coordinator (nil elsewhere). Collective over the world.
     static func gather(_ mine: RankReport, groups: ProcessGroups) throws -> [RankReport]? {
@@ -55,9 +76,9 @@ struct RankReport {
     }
 }
 
-/// Seconds this rank spent in MPI operations over all its communicators.
-func communicationSeconds(_ groups: ProcessGroups) -> Double {
-    groups.all.reduce(0) { $0 + $1.stats.totalSeconds }
+extension ProcessGroups {
+    /// Seconds this rank spent in MPI operations over all its communicators.
+    var communicationSeconds: Double { all.reduce(0) { $0 + $1.stats.totalSeconds } }
 }
 
 /// `--profile` across ranks: every rank's operator table, gathered as text to the coordinator, which prints them
@@ -66,7 +87,7 @@ enum ProfileReport {
     /// This rank's table (empty for a rank without a model, e.g. an idle vision rank).
     static func text(_ model: (any LanguageModel)?, steps: Int, groups: ProcessGroups?) -> String {
         guard let profiler = model?.profiler else { return "" }
-        let communication = groups.map { communicationSeconds($0) }
+        let communication = groups?.communicationSeconds
         return profiler.report(steps: steps, communication: communication)
     }
 

@@ -29,6 +29,14 @@ public enum ModelSource: Sendable {
         }
     }
 
+    /// The GGUF file or the folder, for messages.
+    public var path: String {
+        switch self {
+        case .gguf(let file): return file.path
+        case .huggingFace(let folder): return folder.path
+        }
+    }
+
     /// The model's tensors.
     public var tensors: TensorStore {
         switch self {

@@ -13,6 +13,8 @@ public protocol LanguageModel: AnyObject {
     var trainedContextLength: Int { get }
     /// Key/value floats one position of one layer stores in the cache on this rank.
     var kvFloatsPerPosition: Int { get }
+    /// Bytes one position of one layer takes in the cache on this rank (keys and values, in the cache's type).
+    var kvBytesPerPosition: Int { get }
     /// Most tokens `embed`, `forward(layers:)` and `logits` take at once; `forward(_:cache:logits:)` chunks longer batches.
     var maxBatchTokens: Int { get }
     /// Bytes of the weight matrices this instance's products and lookups read, in their encodings (converted or

@@ -2,18 +2,19 @@
 import TesseraKernels
 
 /// `y[n × outputSize] = x[n × inputSize] · Wᵀ (+ bias)`. A tensor-parallel plan replaces a model's dense linears
-/// by sharded ones conforming to this protocol; any communication happens inside those, never in the model.
+/// by sharded ones conforming to this protocol; any communication happens inside those, never in the model. A
+/// product whose communication fails throws (the model's forward pass rethrows it).
 public protocol Linear: Sendable {
     var inputSize: Int { get }
     var outputSize: Int { get }
     /// Floats of scratch `callAsFunction` needs.
     var scratchCount: Int { get }
     func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                        scratch: UnsafeMutablePointer<Float>)
+                        scratch: UnsafeMutablePointer<Float>) throws
     /// `y += x·Wᵀ (+ bias)`: a residual add. Dense linears fold it into the product's stores; the default computes
     /// into `temp` (`n × outputSize` floats) and adds.
     func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                    temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>)
+                    temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) throws
     /// The dense product behind this linear when it needs no communication (a whole matrix or a column shard), so a
     /// model may fuse it with others reading the same input; nil otherwise.
     var fusable: DenseLinear? { get }
@@ -25,14 +26,14 @@ public protocol Linear: Sendable {
 
 extension Linear {
     public func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                           temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        accumulateThrough(temp, x, rows: n, into: y, scratch: scratch)
+                           temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) throws {
+        try accumulateThrough(temp, x, rows: n, into: y, scratch: scratch)
     }
 
     /// `y += x·Wᵀ` as a product into `temp`, then an add.
     func accumulateThrough(_ temp: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows n: Int,
-                           into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        self(x, rows: n, into: temp, scratch: scratch)
+                           into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) throws {
+        try self(x, rows: n, into: temp, scratch: scratch)
         add(temp, into: y, count: n * outputSize)
     }
 
@@ -65,9 +66,9 @@ public struct DenseLinear: Linear {
 
     /// Without a bias, the product adds itself to `y` in its stores (equal to a separate add bit for bit).
     public func accumulate(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                           temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                           temp: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) throws {
         guard bias == nil else {   // y + (p + b) must stay bit-identical to the unfused path
-            accumulateThrough(temp, x, rows: n, into: y, scratch: scratch)
+            try accumulateThrough(temp, x, rows: n, into: y, scratch: scratch)
             return
         }
         matmul(x, rows: n, weight: weight, into: y, scratch: scratch, mode: compute.mode, pool: compute.pool,

@@ -1,16 +1,9 @@
-// The table of supported architectures, keyed by the names checkpoints use, aliases spelled out.
+// The table of supported architectures, keyed by the names checkpoints use (aliases spelled out by each family), and
+// the options every family's builder takes.
 import TesseraFormats
 import TesseraKernels
 
-/// Architecture variants served by `Llama.swift`; they differ only in defaults (biases, rotary layout, windows).
-public enum ArchitectureKind: String, Sendable, CaseIterable {
-    case llama, mistral, qwen2
-
-    /// `general.architecture` of GGUF files of this kind.
-    public var ggufName: String { rawValue }
-}
-
-/// How big the preallocated activation arena is.
+/// How a model is built: the arena's size, the layers, the arithmetic, the KV cache type, quantize-at-load, profiling.
 public struct LoadOptions: Sendable {
     /// Most tokens one forward chunk processes; longer batches are run in chunks of this size.
     public var maxBatchTokens: Int
@@ -23,7 +16,7 @@ public struct LoadOptions: Sendable {
     /// Converts F32/F16/BF16 weight matrices to this type when loading (`--quantize q8_0|q4_0`; quantized ones are
     /// kept); nil uses the checkpoint's types.
     public var quantize: GGMLType?
-    /// Record time per operator and layer (`LlamaModel.profiler`, `--profile`).
+    /// Record time per operator and layer (`LanguageModel.profiler`, `--profile`).
     public var profile: Bool
     public init(maxBatchTokens: Int = 512, layers: Range<Int>? = nil, compute: ComputeOptions = .exact,
                 kvCache: KVCacheType = .f32, quantize: GGMLType? = nil, profile: Bool = false) {
@@ -32,55 +25,50 @@ public struct LoadOptions: Sendable {
     }
 }
 
-/// Names checkpoints give an architecture -> the code that runs it.
+/// Names checkpoints give an architecture -> the family that builds it. A new family is one entry in `families`.
 public enum ModelRegistry {
+    public static let families: [any ModelFamily] = [LlamaFamily()]
+
     /// GGUF `general.architecture` and HF `model_type` values, and HF `architectures[0]` class names.
-    public static let architectures: [String: ArchitectureKind] = [
-        "llama": .llama, "LlamaForCausalLM": .llama,          // Llama 1/2/3, SmolLM, SmolLM2
-        "mistral": .mistral, "MistralForCausalLM": .mistral,
-        "qwen2": .qwen2, "Qwen2ForCausalLM": .qwen2,
-    ]
+    static let byName: [String: any ModelFamily] = {
+        var table: [String: any ModelFamily] = [:]
+        for family in families { for name in family.architectures { table[name] = family } }
+        return table
+    }()
 
     /// Every accepted name, sorted.
-    public static var supported: [String] { architectures.keys.sorted() }
+    public static var supported: [String] { byName.keys.sorted() }
 
-    /// The kind registered under `name`; `ModelError.unknownArchitecture` listing the supported names otherwise.
-    public static func kind(named name: String) throws -> ArchitectureKind {
-        guard let kind = architectures[name] else {
-            throw ModelError.unknownArchitecture(name, supported: supported)
-        }
-        return kind
+    /// The family registered under `name`; `ModelError.unknownArchitecture` listing the supported names otherwise.
+    public static func family(named name: String) throws -> any ModelFamily {
+        guard let family = byName[name] else { throw ModelError.unknownArchitecture(name, supported: supported) }
+        return family
     }
 
-    /// The architecture named by a checkpoint: GGUF `general.architecture`; HF `architectures[0]`, else `model_type`.
-    public static func kind(of source: ModelSource) throws -> ArchitectureKind {
+    /// The architecture a checkpoint names: GGUF `general.architecture`; HF `architectures[0]`, else `model_type`.
+    public static func architecture(of source: ModelSource) throws -> String {
         switch source {
         case .gguf(let file):
             guard let name = file.architecture else {
                 throw ModelError.invalidConfig(file: file.path, key: "general.architecture", reason: "missing")
             }
-            return try kind(named: name)
+            return name
         case .huggingFace(let folder):
             let names = (folder.config["architectures"]?.array ?? []).compactMap(\.string)
-            if let known = names.first(where: { architectures[$0] != nil }) { return try kind(named: known) }
-            if let type = folder.config["model_type"]?.string { return try kind(named: type) }
+            if let known = names.first(where: { byName[$0] != nil }) { return known }
+            if let type = folder.config["model_type"]?.string { return type }
             throw ModelError.unknownArchitecture(names.first ?? "<none in config.json>", supported: supported)
         }
     }
 
-    /// The checkpoint's configuration, validated, without building the model.
-    public static func config(of source: ModelSource) throws -> LlamaConfig {
-        let kind = try kind(of: source)
-        switch source {
-        case .gguf(let file):
-            return try LlamaConfig(gguf: file.metadata, tensorNames: Set(file.tensorInfos.keys), file: file.path, architecture: kind)
-        case .huggingFace(let folder):
-            return try LlamaConfig(huggingFace: folder.config, file: folder.path + "/config.json", architecture: kind)
-        }
+    /// The checkpoint read by its family: configuration validated, tensors laid out, nothing built.
+    public static func blueprint(of source: ModelSource) throws -> ModelBlueprint {
+        let name = try architecture(of: source)
+        return try family(named: name).blueprint(of: source, architecture: name)
     }
 
-    /// Builds the model a checkpoint describes, its weights in place in the mapped files.
+    /// Builds the model a checkpoint describes on one rank, its weights in place in the mapped files.
     public static func load(_ source: ModelSource, options: LoadOptions = LoadOptions()) throws -> any LanguageModel {
-        try LlamaModel(source: source, kind: kind(of: source), options: options)
+        try blueprint(of: source).load(options: options)
     }
 }

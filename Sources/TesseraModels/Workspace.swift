@@ -1,6 +1,13 @@
 // The activation arena: every buffer a forward chunk needs, allocated once when the model is built.
 import TesseraKernels
 
+/// The widest activations a model's forward chunk produces, per token (a sharded rank's are no wider).
+struct WorkspaceShape {
+    var hiddenSize, queryDim, kvDim, intermediateSize, headDim, headCount: Int
+    /// Positions the score buffer holds before it grows (the trained context).
+    var contextLength: Int
+}
+
 /// Scratch activations for up to `maxTokens` tokens per forward chunk. Not thread-safe: one forward at a time.
 final class Workspace {
     let maxTokens: Int
@@ -22,7 +29,7 @@ final class Workspace {
     let partials: UnsafeMutablePointer<Float>  // split-attention partial results
     private var buffers: [UnsafeMutablePointer<Float>] = []
 
-    init(maxTokens: Int, config: LlamaConfig, threads: Int) {
+    init(maxTokens: Int, shape config: WorkspaceShape, threads: Int) {
         self.maxTokens = maxTokens
         var all: [UnsafeMutablePointer<Float>] = []
         func make(_ count: Int) -> UnsafeMutablePointer<Float> {

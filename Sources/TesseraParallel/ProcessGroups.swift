@@ -31,9 +31,16 @@ public struct ProcessGroups: Sendable {
         let decoderComm = try world.split(color: decoderRole == nil ? nil : 0, key: world.rank, name: "decoder")
         let visionComm = topology.vision == nil ? nil
             : try world.split(color: decoderRole == nil ? 0 : nil, key: world.rank, name: "vision")
-        if let d = decoderRole {
-            assert(tpComm?.rank == d.tpRank && tpComm?.size == tp)
-            assert(ppComm?.rank == d.ppStage)
+        if let d = decoderRole {   // the communicators must agree with the topology's formula
+            let pp = topology.decoder.pipelineParallel
+            guard let t = tpComm, t.rank == d.tpRank, t.size == tp else {
+                throw GroupMismatch(rank: world.rank, group: "tensor-parallel",
+                                    expected: "rank \(d.tpRank) of \(tp)", found: tpComm.map { "rank \($0.rank) of \($0.size)" })
+            }
+            guard let p = ppComm, p.rank == d.ppStage, p.size == pp else {
+                throw GroupMismatch(rank: world.rank, group: "pipeline",
+                                    expected: "stage \(d.ppStage) of \(pp)", found: ppComm.map { "rank \($0.rank) of \($0.size)" })
+            }
         }
         return ProcessGroups(topology: topology, world: world, role: role, tensorParallel: tpComm, pipeline: ppComm,
                              decoder: decoderComm, vision: visionComm)
@@ -52,5 +59,16 @@ public struct WorldSizeMismatch: Error, CustomStringConvertible, Sendable {
     public var description: String {
         "\(topology.source): world_size is \(topology.worldSize) but the job has \(actual) rank\(actual == 1 ? "" : "s")"
             + " (start it with mpirun -n \(topology.worldSize), or use launch/tessera, which computes -n from the topology)"
+    }
+}
+
+/// A communicator built from the topology does not give this rank the place the topology's formula says.
+public struct GroupMismatch: Error, CustomStringConvertible, Sendable {
+    public let rank: Int
+    public let group: String
+    public let expected: String
+    public let found: String?
+    public var description: String {
+        "rank \(rank): its \(group) communicator should make it \(expected), found \(found ?? "none")"
     }
 }

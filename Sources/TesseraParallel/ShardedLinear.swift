@@ -3,29 +3,6 @@
 import TesseraKernels
 import TesseraModels
 
-/// One rank's access to its group from inside linears. `Linear` cannot throw, so the first failed collective is
-/// kept here (its output filled with NaN, later collectives skipped) and `TensorParallelModel` rethrows it after
-/// the forward pass. Used by one forward pass at a time.
-final class CollectiveLink: @unchecked Sendable {
-    let group: any TensorParallelGroup
-    private(set) var failure: Error?
-
-    init(group: any TensorParallelGroup) { self.group = group }
-
-    /// Runs `operation` unless an earlier one failed; on failure records it and poisons `output`.
-    func run(_ output: UnsafeMutableBufferPointer<Float>, _ operation: () throws -> Void) {
-        guard failure == nil else { output.update(repeating: .nan); return }
-        do { try operation() } catch {
-            failure = error
-            output.update(repeating: .nan)
-        }
-    }
-
-    func throwIfFailed() throws {
-        if let failure { throw failure }
-    }
-}
-
 /// Output features `outputs` of a linear: a row range of its weight (in place in the mapped file) and bias.
 /// Needs no communication: its input is replicated, its output stays sharded.
 public struct ColumnParallelLinear: Linear {
@@ -59,10 +36,10 @@ public struct RowParallelLinear: Linear {
     /// This rank's input features among the full layer's.
     public let inputs: Range<Int>
     public let bias: [Float]?          // [outputSize]
-    let link: CollectiveLink
+    let group: any TensorParallelGroup
 
-    init(local: DenseLinear, inputs: Range<Int>, bias: [Float]?, link: CollectiveLink) {
-        self.local = local; self.inputs = inputs; self.bias = bias; self.link = link
+    init(local: DenseLinear, inputs: Range<Int>, bias: [Float]?, group: any TensorParallelGroup) {
+        self.local = local; self.inputs = inputs; self.bias = bias; self.group = group
     }
 
     public var inputSize: Int { local.inputSize }
@@ -72,10 +49,9 @@ public struct RowParallelLinear: Linear {
     public var repackedBytes: Int { local.repackedBytes }
 
     public func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                               scratch: UnsafeMutablePointer<Float>) {
+                               scratch: UnsafeMutablePointer<Float>) throws {
         local(x, rows: n, into: y, scratch: scratch)
-        let out = UnsafeMutableBufferPointer(start: y, count: n * outputSize)
-        link.run(out) { try link.group.allReduceSum(out) }
+        try group.allReduceSum(UnsafeMutableBufferPointer(start: y, count: n * outputSize))
         guard let bias else { return }
         bias.withUnsafeBufferPointer { b in
             for i in 0..<n { add(b.baseAddress!, into: y + i * outputSize, count: outputSize) }
@@ -91,10 +67,10 @@ public struct VocabParallelHead: Linear {
     public let vocabulary: Range<Int>
     /// Vocabulary rows of every rank, in rank order.
     public let counts: [Int]
-    let link: CollectiveLink
+    let group: any TensorParallelGroup
 
-    init(local: DenseLinear, vocabulary: Range<Int>, counts: [Int], link: CollectiveLink) {
-        self.local = local; self.vocabulary = vocabulary; self.counts = counts; self.link = link
+    init(local: DenseLinear, vocabulary: Range<Int>, counts: [Int], group: any TensorParallelGroup) {
+        self.local = local; self.vocabulary = vocabulary; self.counts = counts; self.group = group
     }
 
     public var inputSize: Int { local.inputSize }
@@ -105,19 +81,16 @@ public struct VocabParallelHead: Linear {
     public var repackedBytes: Int { local.repackedBytes }
 
     public func callAsFunction(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                               scratch: UnsafeMutablePointer<Float>) {
+                               scratch: UnsafeMutablePointer<Float>) throws {
         let full = outputSize, mine = vocabulary.count
         // Local logits [n × mine] go to the tail of y; gathering row i into y[i·full ..< (i+1)·full] then never
         // reaches local rows after i, since (i+1)·full ≤ n·full − (n−1−i)·mine.
         let tail = y + n * (full - mine)
         local(x, rows: n, into: tail, scratch: scratch)
-        let all = UnsafeMutableBufferPointer(start: y, count: n * full)
-        link.run(all) {
-            for i in 0..<n {
-                scratch.update(from: tail + i * mine, count: mine)   // the gather's input must not overlap its output
-                try link.group.allGather(UnsafeBufferPointer(start: scratch, count: mine),
-                                         into: UnsafeMutableBufferPointer(start: y + i * full, count: full), counts: counts)
-            }
+        for i in 0..<n {
+            scratch.update(from: tail + i * mine, count: mine)   // the gather's input must not overlap its output
+            try group.allGather(UnsafeBufferPointer(start: scratch, count: mine),
+                                into: UnsafeMutableBufferPointer(start: y + i * full, count: full), counts: counts)
         }
     }
 }

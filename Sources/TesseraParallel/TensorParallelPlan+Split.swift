@@ -31,71 +31,38 @@ func splitHeads(heads: Int, kvHeads: Int, into tp: Int) -> (query: [Range<Int>],
     return (query, kv)
 }
 
-/// o is cut at the ranks' first query heads: those columns must be block boundaries in every layer's o.
-func checkHeadCuts(_ query: [Range<Int>], headDim d: Int, config c: LlamaConfig, names: [LayerTensorNames],
-                   table: TensorTable) throws {
-    for n in names {
-        let o = try table.info(n.o, [c.hiddenSize, c.queryDim])
-        for r in query.indices.dropFirst() where (query[r].lowerBound * d) % o.type.blockSize != 0 {
-            throw TensorParallelError.unsplittable(tensor: n.o, type: o.type, blockSize: o.type.blockSize, tp: query.count,
-                reason: "rank \(r)'s query heads start at input column \(query[r].lowerBound * d) "
-                    + "(head \(query[r].lowerBound) × head size \(d)), inside a block")
+/// Row-parallel linears are cut at each rank's first unit of their axis: those input columns must be block
+/// boundaries in every such tensor.
+func checkCuts(_ layout: ModelLayout, _ ranges: [ShardAxis: [Range<Int>]], table: TensorTable) throws {
+    for layer in layout.layers {
+        for spec in layer.linears {
+            guard case .rowParallel(let axis) = spec.sharding else { continue }
+            let info = try table.info(spec.name, [spec.rows, spec.cols]), parts = ranges[axis]!, w = layout.width(axis)
+            for r in parts.indices.dropFirst() where (parts[r].lowerBound * w) % info.type.blockSize != 0 {
+                let what = axis == .features ? "features" : axis == .queryHeads ? "query heads" : "KV heads"
+                let unit = axis == .features ? "" : " (head \(parts[r].lowerBound) × head size \(w))"
+                throw TensorParallelError.unsplittable(tensor: spec.name, type: info.type, blockSize: info.type.blockSize,
+                    tp: parts.count, reason: "rank \(r)'s \(what) start at input column \(parts[r].lowerBound * w)\(unit), inside a block")
+            }
         }
     }
 }
 
-/// FFN features per rank, in whole blocks of the coarsest `ffn_down` encoding (block sizes 1, 32, 256 divide
-/// each other), as evenly as those allow.
-func splitFFN(config c: LlamaConfig, names: [LayerTensorNames], table: TensorTable, into tp: Int) throws -> [Range<Int>] {
-    var coarsest = try table.info(names[0].down, [c.hiddenSize, c.intermediateSize])
-    for n in names {
-        let down = try table.info(n.down, [c.hiddenSize, c.intermediateSize])
-        if down.type.blockSize > coarsest.type.blockSize { coarsest = down }
+/// Features per rank, in whole blocks of the coarsest row-parallel encoding on the features axis (block sizes 1,
+/// 32, 256 divide each other), as evenly as those allow.
+func splitFeatures(_ layout: ModelLayout, table: TensorTable, into tp: Int) throws -> [Range<Int>] {
+    var coarsest: TensorInfo? = nil
+    for layer in layout.layers {
+        for spec in layer.linears where spec.sharding == .rowParallel(.features) {
+            let info = try table.info(spec.name, [spec.rows, spec.cols])
+            if info.type.blockSize > (coarsest?.type.blockSize ?? 0) { coarsest = info }
+        }
     }
-    let unit = coarsest.type.blockSize, blocks = c.intermediateSize / unit
+    let unit = coarsest?.type.blockSize ?? 1, blocks = layout.features / unit
     guard blocks >= tp else {
-        throw TensorParallelError.unsplittable(tensor: coarsest.name, type: coarsest.type, blockSize: unit, tp: tp,
-            reason: "its \(c.intermediateSize) input columns are \(blocks) block\(blocks == 1 ? "" : "s"), fewer than the ranks")
+        throw TensorParallelError.unsplittable(tensor: coarsest?.name ?? "features", type: coarsest?.type ?? .f32,
+            blockSize: unit, tp: tp,
+            reason: "its \(layout.features) input columns are \(blocks) block\(blocks == 1 ? "" : "s"), fewer than the ranks")
     }
     return evenSplit(blocks, into: tp).map { $0.lowerBound * unit ..< $0.upperBound * unit }
-}
-
-/// Names of one decoder layer's tensors.
-struct LayerTensorNames {
-    let q, k, v, o, gate, up, down, attentionNorm, mlpNorm: String
-    let qBias, kBias, vBias: String?
-
-    init(naming: WeightNaming, layer l: Int, biases: Bool) {
-        q = naming.layer(l, "attn_q"); k = naming.layer(l, "attn_k"); v = naming.layer(l, "attn_v")
-        o = naming.layer(l, "attn_output")
-        gate = naming.layer(l, "ffn_gate"); up = naming.layer(l, "ffn_up"); down = naming.layer(l, "ffn_down")
-        attentionNorm = naming.layer(l, "attn_norm"); mlpNorm = naming.layer(l, "ffn_norm")
-        qBias = biases ? naming.layer(l, "attn_q", bias: true) : nil
-        kBias = biases ? naming.layer(l, "attn_k", bias: true) : nil
-        vBias = biases ? naming.layer(l, "attn_v", bias: true) : nil
-    }
-}
-
-/// Lookups in a tensor table with the model loader's errors.
-struct TensorTable {
-    let tensors: [String: TensorInfo]
-    let file: String
-
-    func has(_ name: String) -> Bool { tensors[name] != nil }
-
-    func info(_ name: String, _ shape: [Int]) throws -> TensorInfo {
-        guard let info = tensors[name] else { throw ModelError.missingTensor(file: file, tensor: name) }
-        guard info.shape == shape else { throw ModelError.shapeMismatch(tensor: name, expected: shape, found: info.shape) }
-        return info
-    }
-
-    /// A `[count]` vector in a float encoding (norms, biases).
-    @discardableResult
-    func vector(_ name: String, _ count: Int) throws -> TensorInfo {
-        let info = try info(name, [count])
-        guard !info.type.isQuantized else {
-            throw ModelError.unsupportedTensor(tensor: name, reason: "\(info.type) vectors are not supported (F32, F16, BF16)")
-        }
-        return info
-    }
 }

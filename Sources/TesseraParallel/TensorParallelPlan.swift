@@ -1,15 +1,15 @@
-// Which slice of a Llama-family model each tensor-parallel rank owns, decided before any weight is read.
+// Which slice of a model each tensor-parallel rank owns, decided from the family's layout before any weight is read.
 import TesseraFormats
 import TesseraModels
 
-/// The split of a Llama-family model across `size` tensor-parallel ranks: a pure value computed from the
-/// configuration, the tensor table (types and shapes) and the group size, identical on every rank.
+/// The split of a model across `size` tensor-parallel ranks: a pure value computed from the family's
+/// `ModelLayout`, the tensor table (types and shapes) and the group size, identical on every rank.
 ///
 /// - Attention: each rank owns a contiguous range of query heads and the KV heads they read, so its own
 ///   query → KV mapping stays uniform. With tp ≤ kvHeads, ranks get whole KV groups (uneven when tp does not
 ///   divide kvHeads); with tp > kvHeads, each KV group's query heads are divided among several ranks, each holding
-///   a replica of that KV head. q/k/v are column-parallel (rows), o is row-parallel (columns).
-/// - FFN: gate/up rows and down columns `intermediate`, split in whole quantization blocks of `ffn_down`.
+///   a replica of that KV head. Column-parallel linears keep their rows of the axis, row-parallel ones its columns.
+/// - Features: split in whole quantization blocks of the coarsest row-parallel tensor on that axis.
 /// - Output head: vocabulary rows, gathered so every rank ends with full logits.
 ///
 /// Worked example, SmolLM2-135M (9 query heads in 3 KV groups, FFN 1536 = 48 Q4_1 blocks, vocab 49152) at tp 4:
@@ -23,17 +23,26 @@ public struct TensorParallelPlan: Sendable, Equatable {
         public var queryHeads: Range<Int>
         /// KV heads read by `queryHeads`: whole groups, or one head replicated on the ranks sharing its group.
         public var kvHeads: Range<Int>
-        /// FFN intermediate features: rows of gate/up, columns of down.
-        public var intermediate: Range<Int>
+        /// Feed-forward features.
+        public var features: Range<Int>
         /// Output-head rows.
         public var vocabulary: Range<Int>
         /// Weight bytes this rank holds when it builds every layer.
         public var weights: WeightShare
-        /// Per layer: the bytes of that layer's slices and norms (`mapped`, `owned`, `vectors`).
+        /// Per layer: the bytes of that layer's slices and vectors (`mapped`, `owned`, `vectors`).
         public var layerWeights: [WeightShare]
 
+        /// This rank's units of `axis`.
+        public func range(_ axis: ShardAxis) -> Range<Int> {
+            switch axis {
+            case .queryHeads: return queryHeads
+            case .kvHeads: return kvHeads
+            case .features: return features
+            }
+        }
+
         /// Weight bytes when this rank builds only `layers` (a pipeline stage): those layers, plus the head and
-        /// final norm every stage's model carries (only the last stage runs them).
+        /// global vectors every stage's model carries (only the last stage runs them).
         public func weights(layers: Range<Int>) -> WeightShare {
             var share = weights
             for (l, layer) in layerWeights.enumerated() where !layers.contains(l) {
@@ -43,85 +52,50 @@ public struct TensorParallelPlan: Sendable, Equatable {
         }
     }
 
-    public let config: LlamaConfig
-    public let naming: WeightNaming
+    public let layout: ModelLayout
     /// The checkpoint (for messages).
     public let file: String
     public let size: Int
     /// One per rank, in rank order.
     public let shards: [Shard]
-    /// Tensor of the token embedding (a tied checkpoint may store only the head under its own name).
-    public let embeddingTensor: String
-    /// Tensor of the output head: `embeddingTensor` when tied.
-    public let headTensor: String
 
     public subscript(rank: Int) -> Shard { shards[rank] }
 
-    /// Plans the split of a checkpoint: decodes its configuration and reads its tensor table, no weights.
+    /// Plans the split of a checkpoint: its family lays out its tensors (configuration and tensor table, no weights).
     public init(source: ModelSource, size: Int) throws {
-        let kind = try ModelRegistry.kind(of: source)
-        switch source {
-        case .gguf(let file):
-            let config = try LlamaConfig(gguf: file.metadata, tensorNames: Set(file.tensorInfos.keys), file: file.path,
-                                         architecture: kind)
-            try self.init(config: config, naming: .gguf, tensors: file.tensorInfos, size: size, file: file.path)
-        case .huggingFace(let folder):
-            let config = try LlamaConfig(huggingFace: folder.config, file: folder.path + "/config.json", architecture: kind)
-            try self.init(config: config, naming: .huggingFace, tensors: folder.weights.tensorInfos, size: size,
-                          file: folder.path)
-        }
+        try self.init(blueprint: ModelRegistry.blueprint(of: source), size: size)
     }
 
-    /// Plans the split from a configuration and a tensor table. Throws `TensorParallelError` when `size` does not
-    /// fit the model or a row-parallel tensor cannot be cut in whole blocks, `ModelError` for missing tensors or
-    /// wrong shapes.
-    public init(config c: LlamaConfig, naming: WeightNaming, tensors: [String: TensorInfo], size tp: Int,
-                file: String) throws {
-        let table = TensorTable(tensors: tensors, file: file)
-        let h = c.headCount, kvh = c.kvHeadCount, d = c.headDim
-        guard tp >= 1, tp <= h else {
-            throw TensorParallelError.invalidSize(file: file, tp: tp, reason: "a rank needs at least one of the \(h) query heads")
-        }
-        guard c.vocabularySize >= tp else {
-            throw TensorParallelError.invalidSize(file: file, tp: tp, reason: "more ranks than the \(c.vocabularySize) vocabulary rows")
-        }
-        let names = (0..<c.layerCount).map { LayerTensorNames(naming: naming, layer: $0, biases: c.attentionBias) }
-        let (query, kv) = splitHeads(heads: h, kvHeads: kvh, into: tp)
-        try checkHeadCuts(query, headDim: d, config: c, names: names, table: table)
-        let ffn = try splitFFN(config: c, names: names, table: table, into: tp)
-        let vocab = evenSplit(c.vocabularySize, into: tp)
+    /// Plans the split of a checkpoint from its blueprint (configuration and tensor table, no weights).
+    public init(blueprint: ModelBlueprint, size: Int) throws {
+        try self.init(layout: blueprint.layout, tensors: blueprint.source.tensors.tensorInfos, size: size,
+                      file: blueprint.file)
+    }
 
-        // Tensors, shapes and the bytes each rank holds.
-        let embedding = !table.has(naming.embedding) && c.tieWordEmbeddings && table.has(naming.output)
-            ? naming.output : naming.embedding
-        let headName = c.tieWordEmbeddings ? embedding : naming.output
-        let embeddingInfo = try table.info(embedding, [c.vocabularySize, c.hiddenSize])
-        let headInfo = try table.info(headName, [c.vocabularySize, c.hiddenSize])
-        var vectorFloats = c.hiddenSize                               // output norm (and rotary factors)
-        try table.vector(naming.outputNorm, c.hiddenSize)
-        if naming == .gguf, table.has("rope_freqs.weight") {
-            try table.vector("rope_freqs.weight", d / 2); vectorFloats += d / 2
+    /// Plans the split from a layout and a tensor table. Throws `TensorParallelError` when `size` does not fit the
+    /// model or a row-parallel tensor cannot be cut in whole blocks, `ModelError` for missing tensors or wrong shapes.
+    public init(layout: ModelLayout, tensors: [String: TensorInfo], size tp: Int, file: String) throws {
+        let table = TensorTable(tensors: tensors, file: file)
+        guard tp >= 1, tp <= layout.queryHeads else {
+            throw TensorParallelError.invalidSize(file: file, tp: tp, reason: "a rank needs at least one of the \(layout.queryHeads) query heads")
         }
+        guard layout.vocabularySize >= tp else {
+            throw TensorParallelError.invalidSize(file: file, tp: tp, reason: "more ranks than the \(layout.vocabularySize) vocabulary rows")
+        }
+        let (query, kv) = splitHeads(heads: layout.queryHeads, kvHeads: layout.kvHeads, into: tp)
+        let features = try splitFeatures(layout, table: table, into: tp)
+        let vocab = evenSplit(layout.vocabularySize, into: tp)
+        let ranges: [ShardAxis: [Range<Int>]] = [.queryHeads: query, .kvHeads: kv, .features: features]
+        try checkCuts(layout, ranges, table: table)
+
+        let embedding = try table.info(layout.embedding, [layout.vocabularySize, layout.hiddenSize])
+        let head = try table.info(layout.head.name, [layout.head.rows, layout.head.cols])
+        var globalVectors = 0
+        for v in layout.vectors { try table.vector(v.name, v.count); globalVectors += 4 * v.count }
         var layerShares = [[WeightShare]](repeating: [], count: tp)   // (rank, layer)
-        for n in names {
-            try table.vector(n.attentionNorm, c.hiddenSize); try table.vector(n.mlpNorm, c.hiddenSize)
-            let q = try table.info(n.q, [c.queryDim, c.hiddenSize]), k = try table.info(n.k, [c.kvDim, c.hiddenSize])
-            let v = try table.info(n.v, [c.kvDim, c.hiddenSize]), o = try table.info(n.o, [c.hiddenSize, c.queryDim])
-            let gate = try table.info(n.gate, [c.intermediateSize, c.hiddenSize])
-            let up = try table.info(n.up, [c.intermediateSize, c.hiddenSize])
-            let down = try table.info(n.down, [c.hiddenSize, c.intermediateSize])
-            if let b = n.qBias { try table.vector(b, c.queryDim) }
-            if let b = n.kBias { try table.vector(b, c.kvDim) }
-            if let b = n.vBias { try table.vector(b, c.kvDim) }
+        for layer in layout.layers {
             for r in 0..<tp {
-                let qRows = query[r].count * d, kvRows = kv[r].count * d
-                var layer = WeightShare()
-                layer.mapped = qRows * q.rowBytes + kvRows * (k.rowBytes + v.rowBytes) + ffn[r].count * (gate.rowBytes + up.rowBytes)
-                // whole blocks: the checks above put every cut on a block boundary
-                layer.owned = c.hiddenSize * ((o.type.byteCount(elements: qRows) ?? 0)
-                    + (down.type.byteCount(elements: ffn[r].count) ?? 0))
-                layer.vectors = 4 * (2 * c.hiddenSize + (c.attentionBias ? qRows + 2 * kvRows : 0))
-                layerShares[r].append(layer)
+                layerShares[r].append(try share(of: layer, layout: layout, rank: r, ranges, table: table))
             }
         }
         var built: [Shard] = []
@@ -130,13 +104,37 @@ public struct TensorParallelPlan: Sendable, Equatable {
             for layer in layerShares[r] {
                 share.mapped += layer.mapped; share.owned += layer.owned; share.vectors += layer.vectors
             }
-            share.head = vocab[r].count * headInfo.rowBytes
-            share.vectors += 4 * vectorFloats
-            share.embeddingTable = embeddingInfo.rowCount * embeddingInfo.rowBytes
-            built.append(Shard(rank: r, queryHeads: query[r], kvHeads: kv[r], intermediate: ffn[r], vocabulary: vocab[r],
+            share.head = vocab[r].count * head.rowBytes
+            share.vectors += globalVectors
+            share.embeddingTable = embedding.rowCount * embedding.rowBytes
+            built.append(Shard(rank: r, queryHeads: query[r], kvHeads: kv[r], features: features[r], vocabulary: vocab[r],
                                weights: share, layerWeights: layerShares[r]))
         }
-        self.config = c; self.naming = naming; self.file = file; self.size = tp; self.shards = built
-        self.embeddingTensor = embedding; self.headTensor = headName
+        self.layout = layout; self.file = file; self.size = tp; self.shards = built
     }
+}
+
+/// Bytes rank `r` holds of one layer: rows of column-parallel linears (mapped) and their bias elements, column
+/// slices of row-parallel ones (owned), replicated linears whole (mapped), vectors.
+private func share(of layer: LayerLayout, layout: ModelLayout, rank r: Int, _ ranges: [ShardAxis: [Range<Int>]],
+                   table: TensorTable) throws -> WeightShare {
+    var share = WeightShare()
+    for spec in layer.linears {
+        let info = try table.info(spec.name, [spec.rows, spec.cols])
+        switch spec.sharding {
+        case .columnParallel(let axis):
+            let rows = ranges[axis]![r].count * layout.width(axis)
+            share.mapped += rows * info.rowBytes
+            if let bias = spec.bias { try table.vector(bias, spec.rows); share.vectors += 4 * rows }
+        case .rowParallel(let axis):
+            // whole blocks: `checkCuts` put every cut on a block boundary
+            share.owned += spec.rows * (info.type.byteCount(elements: ranges[axis]![r].count * layout.width(axis)) ?? 0)
+            if let bias = spec.bias { try table.vector(bias, spec.rows); share.vectors += 4 * spec.rows }
+        case .replicated, .vocabularyParallel:
+            share.mapped += spec.rows * info.rowBytes
+            if let bias = spec.bias { try table.vector(bias, spec.rows); share.vectors += 4 * spec.rows }
+        }
+    }
+    for v in layer.vectors { try table.vector(v.name, v.count); share.vectors += 4 * v.count }
+    return share
 }

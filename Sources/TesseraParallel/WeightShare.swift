@@ -1,7 +1,7 @@
 // How many weight bytes one tensor-parallel rank holds, by kind of storage.
 
 /// Weight bytes of one rank: planned from the tensor table (`TensorParallelPlan.Shard.weights`) or counted from the
-/// built layers (`TensorParallelModel.heldWeights`).
+/// built layers (`TensorParallelShard.heldWeights`).
 public struct WeightShare: Sendable, Equatable, CustomStringConvertible {
     /// Column-parallel slices (q, k, v, gate, up rows), in place in the mapped file.
     public var mapped = 0

@@ -78,6 +78,9 @@ public struct Topology: Sendable, Equatable {
         guard coordinator >= 0 && coordinator < worldSize else {
             throw fail("coordinator", "rank \(coordinator) is outside 0..<\(worldSize)")
         }
+        guard coordinator < decoder.tensorParallel else {   // it runs its own share of the first stage
+            throw fail("coordinator", "rank \(coordinator) is not in the decoder's first stage (ranks 0..<\(decoder.tensorParallel))")
+        }
     }
 
     // MARK: - Derived layout
@@ -90,7 +93,7 @@ public struct Topology: Sendable, Equatable {
             let tpRank = rank % tp, stage = rank / tp
             return .decoder(DecoderCoordinates(
                 rank: rank, tpRank: tpRank, ppStage: stage,
-                tensorParallelGroup: Array(stage * tp ..< (stage + 1) * tp),
+                tensorParallelGroup: Array(stageRanks(stage)),
                 pipelineGroup: (0..<pp).map { $0 * tp + tpRank },
                 previousStage: stage > 0 ? rank - tp : nil,
                 nextStage: stage < pp - 1 ? rank + tp : nil))
@@ -99,9 +102,24 @@ public struct Topology: Sendable, Equatable {
         let index = rank - decoder.rankCount
         return .vision(VisionCoordinates(
             rank: rank, index: index, mode: v.mode,
-            group: Array(decoder.rankCount ..< worldSize),
-            feeds: Array(0..<tp)))
+            group: Array(visionRanks),
+            feeds: Array(stageRanks(0))))
     }
+
+    /// World ranks of pipeline stage `stage`'s tensor-parallel group, tpRank order.
+    public func stageRanks(_ stage: Int) -> Range<Int> {
+        stage * decoder.tensorParallel ..< (stage + 1) * decoder.tensorParallel
+    }
+
+    /// The rank that sends each step's logits to the coordinator: the last stage's tpRank 0 (every rank of that
+    /// stage holds the full logits after the head's gather).
+    public var logitsRank: Int { stageRanks(decoder.pipelineParallel - 1).lowerBound }
+
+    /// World ranks that take part in decoder steps (the coordinator broadcasts each step to them).
+    public var decoderRanks: Range<Int> { 0..<decoder.rankCount }
+
+    /// World ranks of the vision group (empty without one).
+    public var visionRanks: Range<Int> { decoder.rankCount ..< worldSize }
 
     /// Every rank's role, by rank.
     public var roles: [RankRole] { (0..<worldSize).map(role(of:)) }

@@ -29,6 +29,21 @@ final class DistributedTopologyTests: XCTestCase {
         }
     }
 
+    /// The launcher asks infer-worker for the world size, so a broken file fails before mpirun with its key named.
+    func testLauncherTakesTheWorldSizeFromTheWorker() throws {
+        let sized = try runProcess(Repo.executable("infer-worker"), ["world-size", "--topology",
+            Repo.root.appendingPathComponent("topologies/vision2-tp2-pp3.yaml").path], timeout: 30)
+        XCTAssertEqual(sized.status, 0, "\(sized)")
+        XCTAssertEqual(sized.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "8")
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-bad-\(getpid()).yaml")
+        try Data("world_size: 4\ncoordinator: 3\ndecoder:\n  tensor_parallel: 2\n  pipeline_parallel: 2\n".utf8).write(to: bad)
+        defer { try? FileManager.default.removeItem(at: bad) }
+        let result = try runProcess(Repo.root.appendingPathComponent("launch/tessera"), ["--topology", bad.path, "topology"],
+                                    environment: ["TESSERA_WORKER": Repo.executable("infer-worker").path], timeout: 60)
+        XCTAssertNotEqual(result.status, 0, "\(result)")
+        XCTAssertTrue(result.stderr.contains("\(bad.path): coordinator: rank 3 is not in the decoder's first stage"), "\(result)")
+    }
+
     /// Starting with a world size that differs from the topology's is a clear error on every rank.
     func testWorldSizeMismatchFailsOnEveryRank() throws {
         let file = Repo.root.appendingPathComponent("topologies/tp2-pp4.yaml").path

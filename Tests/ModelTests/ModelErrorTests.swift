@@ -69,7 +69,7 @@ final class ModelErrorTests: XCTestCase {
             XCTAssertEqual(Set(supported), ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"])
             XCTAssertTrue("\(error)".contains("LlamaForCausalLM, MistralForCausalLM"), "\(error)")
         }
-        XCTAssertEqual(try ModelRegistry.kind(named: "MistralForCausalLM"), .mistral)
+        XCTAssertEqual(try ModelRegistry.family(named: "MistralForCausalLM").name, "llama")
     }
 
     func testContextOverflowThrowsWithoutWriting() throws {

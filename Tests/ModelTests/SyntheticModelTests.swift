@@ -36,8 +36,8 @@ final class SyntheticModelTests: XCTestCase {
             store.add(name, shape: shape, values: values)
             weights[name] = values
         }
-        let model = try LlamaModel(config: c, store: store, naming: .huggingFace, file: "memory",
-                                   options: LoadOptions(maxBatchTokens: maxBatchTokens, compute: compute))
+        let model = try LlamaFamily.load(config: c, store: store, naming: .huggingFace, file: "memory",
+                                         options: LoadOptions(maxBatchTokens: maxBatchTokens, compute: compute))
         return (model, weights)
     }
 
@@ -180,19 +180,20 @@ final class SyntheticModelTests: XCTestCase {
         XCTAssertEqual(rows, Array(full[(3 * v)...]))
     }
 
-    /// Linears can be swapped (as a parallel plan will); ones that do not chain are refused before any math runs.
-    func testReplacedLinearsAreChecked() throws {
+    /// Models are assembled from a factory's linears (a parallel plan hands in shards); ones that do not chain are
+    /// refused when the model is built, before any math runs.
+    func testMismatchedLinearsAreRefused() throws {
         let c = try config(scaling: .none, bias: false, window: nil, tied: true)
         let (model, _) = try memoryModel(c, seed: 6)
-        let cache = try model.makeCache(sequences: 1, contextLength: 4)
-        let expected = try model.forward(Batch(tokens: [1, 2]), cache: cache)
-        let original = model.blocks[1].mlp.down
-        model.blocks[1].mlp.down = model.blocks[1].mlp.gate   // [48 × 32] where [32 × 48] belongs
-        XCTAssertThrowsError(try model.forward(Batch(tokens: [1, 2]), cache: cache)) { error in
+        var blocks = model.blocks
+        blocks[1].mlp.down = blocks[1].mlp.gate   // [48 × 32] where [32 × 48] belongs
+        XCTAssertThrowsError(try LlamaModel(config: c, embedding: model.embedding, blocks: blocks, norm: model.norm,
+                                            head: model.head, rope: model.rope, store: nil)) { error in
             XCTAssertTrue("\(error)".contains("layer 1 down"), "\(error)")
         }
-        model.blocks[1].mlp.down = original
-        cache.reset(sequence: 0)
-        XCTAssertEqual(try model.forward(Batch(tokens: [1, 2]), cache: cache), expected)
+        let rebuilt = try LlamaModel(config: c, embedding: model.embedding, blocks: model.blocks, norm: model.norm,
+                                     head: model.head, rope: model.rope, store: nil)
+        XCTAssertEqual(try rebuilt.forward(Batch(tokens: [1, 2]), cache: rebuilt.makeCache(sequences: 1, contextLength: 4)),
+                       try model.forward(Batch(tokens: [1, 2]), cache: model.makeCache(sequences: 1, contextLength: 4)))
     }
 }

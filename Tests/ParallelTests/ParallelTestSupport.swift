@@ -90,7 +90,7 @@ func shardedRuns(_ source: ModelSource, tp: Int, prompts: [[Int]], steps: Int)
     throws -> [(run: GreedyRun, held: WeightShare, planned: WeightShare)] {
     let plan = try TensorParallelPlan(source: source, size: tp)
     return try LocalGroup.run(size: tp) { group in
-        let model = try TensorParallel.load(source, plan: plan, group: group, options: LoadOptions(maxBatchTokens: 64))
-        return (try greedyRun(model, prompts: prompts, steps: steps), model.heldWeights, model.plannedWeights)
+        let shard = try TensorParallel.load(source, plan: plan, group: group, options: LoadOptions(maxBatchTokens: 64))
+        return (try greedyRun(shard.model, prompts: prompts, steps: steps), shard.heldWeights, shard.plannedWeights)
     }
 }

@@ -25,17 +25,17 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(tp8.shards.map(\.queryHeads), [0..<1, 1..<2, 2..<3, 3..<4, 4..<5, 5..<6, 6..<8, 8..<9])
         XCTAssertEqual(tp8.shards.map(\.kvHeads), [0..<1, 0..<1, 0..<1, 1..<2, 1..<2, 1..<2, 2..<3, 2..<3])
         // FFN 1536 = 48 Q4_1 blocks; vocabulary 49152 rows
-        XCTAssertEqual(tp8.shards.map(\.intermediate.count), Array(repeating: 192, count: 8))
+        XCTAssertEqual(tp8.shards.map(\.features.count), Array(repeating: 192, count: 8))
         XCTAssertEqual(tp8.shards.map(\.vocabulary.count), Array(repeating: 6144, count: 8))
     }
 
     func testUnevenFFNSplitsInWholeBlocks() throws {
         // SmolLM2 at tp 5: 48 blocks of 32 -> 10, 10, 10, 9, 9 blocks
-        XCTAssertEqual(try smolPlan(5).shards.map(\.intermediate),
+        XCTAssertEqual(try smolPlan(5).shards.map(\.features),
                        [0..<320, 320..<640, 640..<960, 960..<1248, 1248..<1536])
         // stories260K (F32, 172 features) at tp 8: 4 ranks of 22, 4 of 21
         let stories = try TensorParallelPlan(source: ModelSource.open(path: Models.stories260KHF), size: 8)
-        XCTAssertEqual(stories.shards.map(\.intermediate.count), [22, 22, 22, 22, 21, 21, 21, 21])
+        XCTAssertEqual(stories.shards.map(\.features.count), [22, 22, 22, 22, 21, 21, 21, 21])
         XCTAssertEqual(stories.shards.map(\.kvHeads), [0..<1, 0..<1, 1..<2, 1..<2, 2..<3, 2..<3, 3..<4, 3..<4])
     }
 
@@ -44,28 +44,28 @@ final class PlanTests: XCTestCase {
     func testInvariantsForEveryTP() throws {
         for path in [Models.stories260KHF, Models.stories260KGGUF, Models.tinyStories, try Models.smolLM2()] {
             let source = try ModelSource.open(path: path)
-            let c = try TensorParallelPlan(source: source, size: 1).config
-            for tp in 1...c.headCount {
+            let c = try TensorParallelPlan(source: source, size: 1).layout
+            for tp in 1...c.queryHeads {
                 let plan = try TensorParallelPlan(source: source, size: tp)
                 let s = plan.shards
                 XCTAssertEqual(s.count, tp)
-                XCTAssertEqual(s.map(\.queryHeads.count).reduce(0, +), c.headCount)
-                XCTAssertEqual(s.map(\.intermediate.count).reduce(0, +), c.intermediateSize)
+                XCTAssertEqual(s.map(\.queryHeads.count).reduce(0, +), c.queryHeads)
+                XCTAssertEqual(s.map(\.features.count).reduce(0, +), c.features)
                 XCTAssertEqual(s.map(\.vocabulary.count).reduce(0, +), c.vocabularySize)
                 for r in s.indices {
                     XCTAssertEqual(s[r].queryHeads.lowerBound, r == 0 ? 0 : s[r - 1].queryHeads.upperBound)
-                    XCTAssertEqual(s[r].intermediate.lowerBound, r == 0 ? 0 : s[r - 1].intermediate.upperBound)
+                    XCTAssertEqual(s[r].features.lowerBound, r == 0 ? 0 : s[r - 1].features.upperBound)
                     XCTAssertFalse(s[r].queryHeads.isEmpty, "\(path) tp \(tp) rank \(r)")
                     let perKV = s[r].queryHeads.count / s[r].kvHeads.count
                     XCTAssertEqual(perKV * s[r].kvHeads.count, s[r].queryHeads.count)
                     for (local, head) in s[r].queryHeads.enumerated() {   // the kernel's mapping = the model's
-                        XCTAssertEqual(s[r].kvHeads.lowerBound + local / perKV, head / (c.headCount / c.kvHeadCount),
+                        XCTAssertEqual(s[r].kvHeads.lowerBound + local / perKV, head / (c.queryHeads / c.kvHeads),
                                        "\(path) tp \(tp) rank \(r) head \(head)")
                     }
                 }
             }
-            XCTAssertThrowsError(try TensorParallelPlan(source: source, size: c.headCount + 1)) { error in
-                XCTAssertTrue("\(error)".contains("a rank needs at least one of the \(c.headCount) query heads"), "\(error)")
+            XCTAssertThrowsError(try TensorParallelPlan(source: source, size: c.queryHeads + 1)) { error in
+                XCTAssertTrue("\(error)".contains("a rank needs at least one of the \(c.queryHeads) query heads"), "\(error)")
             }
         }
     }
@@ -106,9 +106,9 @@ final class PlanTests: XCTestCase {
 
     func testHeadsInsideAQuantizationBlockAreRefused() throws {
         let (c, t) = try table(intermediate: 512, o: .q4_K, down: .q4_0)
-        XCTAssertNoThrow(try TensorParallelPlan(config: c, naming: .gguf, tensors: t, size: 1, file: "synthetic.gguf"))
+        XCTAssertNoThrow(try TensorParallelPlan(layout: LlamaFamily.layout(c, naming: .gguf, tensors: Set(t.keys)), tensors: t, size: 1, file: "synthetic.gguf"))
         // tp 2 cuts o at column 128 (head 2 × 64): inside a 256-element Q4_K block
-        XCTAssertThrowsError(try TensorParallelPlan(config: c, naming: .gguf, tensors: t, size: 2, file: "synthetic.gguf")) { error in
+        XCTAssertThrowsError(try TensorParallelPlan(layout: LlamaFamily.layout(c, naming: .gguf, tensors: Set(t.keys)), tensors: t, size: 2, file: "synthetic.gguf")) { error in
             XCTAssertEqual(error as? TensorParallelError, .unsplittable(tensor: "blk.0.attn_output.weight", type: .q4_K,
                 blockSize: 256, tp: 2, reason: "rank 1's query heads start at input column 128 (head 2 × head size 64), inside a block"))
             XCTAssertEqual("\(error)", "tensor 'blk.0.attn_output.weight' (Q4_K, blocks of 256) cannot be split across tp 2: "
@@ -118,8 +118,8 @@ final class PlanTests: XCTestCase {
 
     func testFewerBlocksThanRanksIsRefused() throws {
         let (c, t) = try table(intermediate: 64, o: .q8_0, down: .q4_0)   // 64 columns = 2 blocks of 32
-        XCTAssertNoThrow(try TensorParallelPlan(config: c, naming: .gguf, tensors: t, size: 2, file: "synthetic.gguf"))
-        XCTAssertThrowsError(try TensorParallelPlan(config: c, naming: .gguf, tensors: t, size: 4, file: "synthetic.gguf")) { error in
+        XCTAssertNoThrow(try TensorParallelPlan(layout: LlamaFamily.layout(c, naming: .gguf, tensors: Set(t.keys)), tensors: t, size: 2, file: "synthetic.gguf"))
+        XCTAssertThrowsError(try TensorParallelPlan(layout: LlamaFamily.layout(c, naming: .gguf, tensors: Set(t.keys)), tensors: t, size: 4, file: "synthetic.gguf")) { error in
             XCTAssertEqual("\(error)", "tensor 'blk.0.ffn_down.weight' (Q4_0, blocks of 32) cannot be split across tp 4: "
                 + "its 64 input columns are 2 blocks, fewer than the ranks")
         }
@@ -129,7 +129,7 @@ final class PlanTests: XCTestCase {
         var (c, t) = try table(intermediate: 512, o: .q8_0, down: .q4_0)
         t["blk.0.ffn_up.weight"] = nil
         c.tieWordEmbeddings = true
-        XCTAssertThrowsError(try TensorParallelPlan(config: c, naming: .gguf, tensors: t, size: 2, file: "synthetic.gguf")) { error in
+        XCTAssertThrowsError(try TensorParallelPlan(layout: LlamaFamily.layout(c, naming: .gguf, tensors: Set(t.keys)), tensors: t, size: 2, file: "synthetic.gguf")) { error in
             XCTAssertEqual(error as? ModelError, .missingTensor(file: "synthetic.gguf", tensor: "blk.0.ffn_up.weight"))
         }
     }

@@ -1,5 +1,5 @@
 // Loading and running a shard when something is wrong: a group that does not fit the plan, a collective that fails
-// inside the forward pass (linears cannot throw: the model rethrows it, and keeps failing afterwards).
+// inside the forward pass (the sharded linear throws, the forward pass rethrows it, nothing is committed).
 import TesseraFormats
 import TesseraModels
 import TesseraParallel
@@ -28,14 +28,16 @@ final class ShardErrorTests: XCTestCase {
         XCTAssertThrowsError(try TensorParallel.load(source, plan: other, group: BrokenGroup(rank: 0, size: 2)))
     }
 
-    func testFailedCollectiveIsRethrownAndSticky() throws {
+    /// A sharded product whose collective fails throws out of the forward pass (no NaN-poisoned outputs).
+    func testFailedCollectiveIsThrown() throws {
         let source = try ModelSource.open(path: Models.stories260KGGUF)
-        let model = try TensorParallel.load(source, group: BrokenGroup(rank: 1, size: 2))
+        let model = try TensorParallel.load(source, group: BrokenGroup(rank: 1, size: 2)).model
         let cache = try model.makeCache(sequences: 1, contextLength: 8)
         XCTAssertThrowsError(try model.forward(Batch(tokens: [1, 2, 3]), cache: cache)) { error in
             XCTAssertEqual(error as? BrokenGroup.LinkDown, BrokenGroup.LinkDown())
         }
-        XCTAssertThrowsError(try model.forward(Batch(tokens: [4], startingAt: 3), cache: cache)) { error in
+        XCTAssertEqual(cache.offset(of: 0), 0, "a failed step commits no positions")
+        XCTAssertThrowsError(try model.forward(Batch(tokens: [4]), cache: cache)) { error in
             XCTAssertEqual(error as? BrokenGroup.LinkDown, BrokenGroup.LinkDown())
         }
     }

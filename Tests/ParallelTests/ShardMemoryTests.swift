@@ -40,7 +40,7 @@ final class ShardMemoryTests: XCTestCase {
                     + "= \(m.mapped >> 10) KiB mapped + \(m.owned >> 10) KiB owned; o/down pages mapped \(m.rowParallel >> 10) KiB")
                 XCTAssertLessThanOrEqual(abs(measured - planned), planned / 10, "tp \(tp) rank \(rank): resident vs planned")
                 // o and down were read with pread: at most the two edge pages each tensor shares with a neighbour
-                XCTAssertLessThanOrEqual(m.rowParallel, 2 * 2 * plan.config.layerCount * page, "tp \(tp) rank \(rank)")
+                XCTAssertLessThanOrEqual(m.rowParallel, 2 * 2 * plan.layout.layers.count * page, "tp \(tp) rank \(rank)")
             }
         }
     }
@@ -55,7 +55,7 @@ final class ShardMemoryTests: XCTestCase {
         madvise(UnsafeMutableRawPointer(mutating: bytes.baseAddress!), bytes.count, MADV_RANDOM)
         let before = try anonymousResident()
         let model = try TensorParallel.load(.gguf(file), plan: plan, group: LoneRank(rank: rank, size: plan.size),
-                                            options: LoadOptions(maxBatchTokens: 8))
+                                            options: LoadOptions(maxBatchTokens: 8)).model
         let owned = try anonymousResident() - before
         try dropPageCache(path)      // the pread pages: a later fault must not map them as neighbours
         let cache = try model.makeCache(sequences: 1, contextLength: 8)
@@ -63,11 +63,12 @@ final class ShardMemoryTests: XCTestCase {
         // every page of the file mapped in this process: the shared mapping's data section and the isolated
         // mappings of the rank's slices (the embedding table aside: lookups read single rows of it)
         let mapped = try presentBytes(UnsafeRawBufferPointer(rebasing: bytes[file.dataOffset...]))
-            + file.residentIsolatedBytes(excluding: [plan.embeddingTensor])
+            + file.residentIsolatedBytes(excluding: [plan.layout.embedding])
         var rowParallel = 0
-        for l in 0..<plan.config.layerCount {
-            for part in ["attn_output", "ffn_down"] {
-                rowParallel += try presentBytes(file.view(plan.naming.layer(l, part)).data)
+        for layer in plan.layout.layers {
+            for spec in layer.linears {
+                guard case .rowParallel = spec.sharding else { continue }
+                rowParallel += try presentBytes(file.view(spec.name).data)
             }
         }
         return (mapped, owned, rowParallel)

@@ -40,21 +40,21 @@ final class ShardedModelTests: XCTestCase {
         let prompt = try ReferencePrompts("stories260K").prompts[0]
         let single = try greedyRun(ModelRegistry.load(source), prompts: [prompt], steps: 1).lastLogits[0]
         let ranks = try LocalGroup.run(size: 2) { group -> (logits: [Float], weights: [[WeightShare]]) in
-            let stages = try [0..<3, 3..<5].map {
+            let shards = try [0..<3, 3..<5].map {
                 try TensorParallel.load(source, group: group, options: LoadOptions(maxBatchTokens: 64, layers: $0))
             }
-            let batch = Batch(tokens: prompt)
+            let stages = shards.map(\.model), batch = Batch(tokens: prompt)
             var hidden = [Float](repeating: 0, count: prompt.count * stages[0].hiddenSize)   // (tokens, hidden)
             var logits = [Float](repeating: 0, count: stages[1].vocabularySize)
             try hidden.withUnsafeMutableBufferPointer { h in
                 try stages[0].embed(batch, into: h.baseAddress!)
-                for stage in stages {
-                    try stage.forward(layers: stage.base.heldLayers, hidden: h.baseAddress!, batch: batch,
-                                      cache: stage.makeCache(sequences: 1, contextLength: 16))
+                for shard in shards {
+                    try shard.model.forward(layers: shard.layers, hidden: h.baseAddress!, batch: batch,
+                                            cache: shard.model.makeCache(sequences: 1, contextLength: 16))
                 }
                 try logits.withUnsafeMutableBufferPointer { try stages[1].logits(hidden: h.baseAddress!, batch: batch, into: $0.baseAddress!) }
             }
-            return (logits, stages.map { [$0.heldWeights, $0.plannedWeights] })
+            return (logits, shards.map { [$0.heldWeights, $0.plannedWeights] })
         }
         for (r, rank) in ranks.enumerated() {
             XCTAssertLessThanOrEqual(relativeDifference(rank.logits, single), 1e-4, "rank \(r)")

@@ -38,6 +38,16 @@ final class TopologyTests: XCTestCase {
                 }
             }
         }
+        // The derived ranks every other target asks the topology for.
+        for name in shipped {
+            let t = try Topology.load(path: path(name))
+            let tp = t.decoder.tensorParallel, pp = t.decoder.pipelineParallel
+            XCTAssertEqual(t.logitsRank, (pp - 1) * tp, name)
+            XCTAssertEqual(t.decoderRanks, 0..<tp * pp, name)
+            XCTAssertEqual(t.visionRanks, tp * pp ..< t.worldSize, name)
+            for stage in 0..<pp { XCTAssertEqual(Array(t.stageRanks(stage)), (0..<tp).map { stage * tp + $0 }, name) }
+            XCTAssertTrue(t.stageRanks(0).contains(t.coordinator), name)
+        }
         // The worked example in the documentation.
         let t = try Topology.load(path: path("tp2-pp4"))
         guard case .decoder(let five) = t.role(of: 5) else { return XCTFail("rank 5 should be a decoder rank") }
@@ -76,6 +86,10 @@ final class TopologyTests: XCTestCase {
             ("decoder:\n  tensor_parallel: 1\n", "bad.yaml: world_size: is required"),
             ("world_size: 1\n", "bad.yaml: decoder: is required"),
             ("world_size: 2\ncoordinator: 5\ndecoder:\n  tensor_parallel: 2\n", "bad.yaml: coordinator: rank 5 is outside 0..<2"),
+            ("world_size: 4\ncoordinator: 2\ndecoder:\n  tensor_parallel: 2\n  pipeline_parallel: 2\n",
+             "bad.yaml: coordinator: rank 2 is not in the decoder's first stage (ranks 0..<2)"),
+            ("world_size: 3\ncoordinator: 2\ndecoder:\n  tensor_parallel: 2\nvision:\n  ranks: 1\n",
+             "bad.yaml: coordinator: rank 2 is not in the decoder's first stage (ranks 0..<2)"),
             ("world_size: 3\ndecoder:\n  tensor_parallel: 2\nvision:\n  ranks: 1\n  mode: pipelined\n",
              "bad.yaml: vision.mode: unknown mode 'pipelined'; use one of data_parallel, tensor_parallel"),
             ("world_size: 3\ndecoder:\n  tensor_parallel: 2\nvision:\n  mode: data_parallel\n", "bad.yaml: vision.ranks: is required in the vision section"),

@@ -1,8 +1,8 @@
 import TesseraCollectives
 import TesseraModels
 
-/// What the coordinator tells every rank, once per step. Broadcast over the world as Int64 words:
-/// a header `[kind, count]`, then for a step `count` tokens, positions, sequence slots and logit flags.
+/// What the coordinator tells every decoder rank, once per step. Broadcast over the decoder communicator as Int64
+/// words: a header `[kind, count]`, then for a step `count` tokens, positions, sequence slots and logit flags.
 public enum ControlMessage: Equatable, Sendable {
     case step(Batch)
     case release(sequence: Int)

@@ -3,81 +3,83 @@ import TesseraModels
 import TesseraParallel
 import TesseraTopology
 
-/// The coordinator's view of a multi-rank job: each `execute` broadcasts the step to every rank, runs the
-/// coordinator's own stage, and receives the logits from the last stage (its tpRank-0 rank). Sampling stays on
-/// the coordinator, so every topology produces the same tokens.
+/// Point-to-point message tags of a decoder job, in one place. Each kind travels on its own communicator, so
+/// tags of different kinds never meet.
+enum MessageTag {
+    /// Hidden states of micro-batch `m` of a step, stage to stage over the pipeline communicator.
+    static func hiddenStates(microBatch m: Int) -> Int { m }
+    /// A step's logits, last stage to coordinator over the decoder communicator.
+    static let logits = 1
+}
+
+/// The coordinator's view of a multi-rank job: each `execute` broadcasts the step to every decoder rank, runs the
+/// coordinator's own stage, and receives the logits from the topology's logits rank. Sampling stays on the
+/// coordinator, so every topology produces the same tokens.
 public final class DistributedExecutor: StepExecutor {
     let groups: ProcessGroups
+    let decoder: Communicator
     let stage: PipelineStage
-    /// World rank that sends the logits: last stage, tpRank 0.
-    let logitsRank: Int
     public let vocabularySize: Int
     public let contextLength: Int
     public let sequenceSlots: Int
-    private var scratch: [Float] = []
 
-    public init(groups: ProcessGroups, stage: PipelineStage, sequenceSlots: Int, contextLength: Int) {
-        self.groups = groups; self.stage = stage
+    /// `groups` must be the coordinator's (a decoder rank of the first stage).
+    public init(groups: ProcessGroups, stage: PipelineStage, sequenceSlots: Int, contextLength: Int) throws {
+        guard let decoder = groups.decoder, groups.isCoordinator else {
+            throw ProtocolError("rank \(groups.world.rank) is not the coordinator of \(groups.topology.source)")
+        }
+        self.groups = groups; self.decoder = decoder; self.stage = stage
         self.sequenceSlots = sequenceSlots; self.contextLength = contextLength
         vocabularySize = stage.model.vocabularySize
-        logitsRank = DistributedExecutor.logitsRank(groups.topology)
-    }
-
-    static func logitsRank(_ topology: Topology) -> Int {
-        (topology.decoder.pipelineParallel - 1) * topology.decoder.tensorParallel
     }
 
     public func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws {
-        let world = groups.world
-        try ControlMessage.step(batch).broadcast(from: world.rank, over: world)
+        try ControlMessage.step(batch).broadcast(from: decoder.rank, over: decoder)
         let count = batch.logitCount * vocabularySize
         guard logits.count >= count else {
             throw ProtocolError("logits buffer holds \(logits.count) floats, the step needs \(count)")
         }
-        if stage.isLast {
-            try stage.run(batch, logits: logits.baseAddress)
-        } else {
-            try stage.run(batch, logits: nil)
-        }
-        if world.rank != logitsRank {
-            try world.recv(UnsafeMutableBufferPointer(rebasing: logits[0..<count]), from: logitsRank, tag: DecoderWorker.logitsTag)
+        try stage.run(batch, logits: stage.isLast ? logits.baseAddress : nil)
+        let sender = groups.topology.logitsRank
+        if sender != groups.world.rank {
+            try decoder.recv(UnsafeMutableBufferPointer(rebasing: logits[0..<count]), from: sender, tag: MessageTag.logits)
         }
     }
 
     public func release(sequence: Int) throws {
-        try ControlMessage.release(sequence: sequence).broadcast(from: groups.world.rank, over: groups.world)
+        try ControlMessage.release(sequence: sequence).broadcast(from: decoder.rank, over: decoder)
         stage.release(sequence: sequence)
     }
 
-    /// Tells every other rank to stop serving.
+    /// Tells every other decoder rank to stop serving.
     public func shutdown() throws {
-        try ControlMessage.shutdown.broadcast(from: groups.world.rank, over: groups.world)
+        try ControlMessage.shutdown.broadcast(from: decoder.rank, over: decoder)
     }
 }
 
-/// Every rank but the coordinator: serve the coordinator's steps until it says to stop.
+/// Every decoder rank but the coordinator: serve the coordinator's steps until it says to stop.
 public enum DecoderWorker {
-    static let logitsTag = 9_999
-
-    /// `stage` is nil on ranks outside the decoder (vision ranks in a text-only job).
-    public static func serve(groups: ProcessGroups, stage: PipelineStage?) throws {
-        let coordinator = groups.topology.coordinator, world = groups.world
-        let sendsLogits = world.rank == DistributedExecutor.logitsRank(groups.topology)
+    public static func serve(groups: ProcessGroups, stage: PipelineStage) throws {
+        guard let decoder = groups.decoder else {
+            throw ProtocolError("rank \(groups.world.rank) is not a decoder rank of \(groups.topology.source)")
+        }
+        let coordinator = groups.topology.coordinator   // decoder ranks are world ranks 0..<tp·pp: the same numbers
+        let sendsLogits = groups.world.rank == groups.topology.logitsRank
         var logits: [Float] = []
         while true {
-            switch try ControlMessage.receive(from: coordinator, over: world) {
+            switch try ControlMessage.receive(from: coordinator, over: decoder) {
             case .shutdown:
                 return
             case .release(let sequence):
-                stage?.release(sequence: sequence)
+                stage.release(sequence: sequence)
             case .step(let batch):
-                guard let stage else { continue }
                 let count = batch.logitCount * stage.model.vocabularySize
                 if stage.isLast && logits.count < count { logits = [Float](repeating: 0, count: count) }
                 try logits.withUnsafeMutableBufferPointer { buffer in
                     try stage.run(batch, logits: stage.isLast ? buffer.baseAddress : nil)
                     if sendsLogits {
-                        try world.send(UnsafeBufferPointer(rebasing: buffer[0..<count]), to: coordinator, tag: logitsTag)
+                        try decoder.send(UnsafeBufferPointer(rebasing: buffer[0..<count]), to: coordinator,
+                                         tag: MessageTag.logits)
                     }
                 }
             }

@@ -68,11 +68,12 @@ public final class PipelineStage {
             let h = buffers[m]
             let states = UnsafeMutableBufferPointer(start: h, count: part.count * hidden)
             if isFirst { try model.embed(part, into: h) }
-            else { try pipeline.recv(states, from: stage - 1, tag: m) }
+            else { try pipeline.recv(states, from: stage - 1, tag: MessageTag.hiddenStates(microBatch: m)) }
             try model.forward(layers: layers, hidden: h, batch: part, cache: cache)
             cache.commit(part)
             if !isLast {
-                sends.append(try pipeline.isend(UnsafeBufferPointer(states), to: stage + 1, tag: m))
+                sends.append(try pipeline.isend(UnsafeBufferPointer(states), to: stage + 1,
+                                                tag: MessageTag.hiddenStates(microBatch: m)))
             } else if let logits {
                 try model.logits(hidden: h, batch: part, into: logits + row * vocab)
                 row += part.logitCount

@@ -6,6 +6,11 @@ import TesseraKernels
 /// One Llama-family model's shape and numerics. Every initializer validates; an invalid value is a
 /// `ModelError.invalidConfig` naming the file and the source's own key (`num_attention_heads`, `llama.block_count`).
 public struct LlamaConfig: Sendable, Equatable {
+    /// Checkpoints of the family differ only in defaults (biases, rotary layout, windows).
+    public enum Variant: String, Sendable, CaseIterable {
+        case llama, mistral, qwen2
+    }
+
     public var hiddenSize: Int
     public var intermediateSize: Int
     public var layerCount: Int
@@ -32,6 +37,12 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Key (and value) features per token: `kvHeadCount · headDim`.
     public var kvDim: Int { kvHeadCount * headDim }
 
+    /// The activation arena's widths.
+    var workspaceShape: WorkspaceShape {
+        WorkspaceShape(hiddenSize: hiddenSize, queryDim: queryDim, kvDim: kvDim, intermediateSize: intermediateSize,
+                       headDim: headDim, headCount: headCount, contextLength: contextLength)
+    }
+
     /// An inline configuration (tests, synthetic models), validated with Hugging Face key names.
     public init(hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
                 headDim: Int? = nil, vocabularySize: Int, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10000,
@@ -48,7 +59,7 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 
     /// Decodes a Hugging Face `config.json` of a Llama-family model.
-    public init(huggingFace json: JSONValue, file: String, architecture: ArchitectureKind = .llama) throws {
+    public init(huggingFace json: JSONValue, file: String, variant: Variant = .llama) throws {
         let r = ConfigReader(file: file, json: json)
         hiddenSize = try r.int("hidden_size")
         intermediateSize = try r.int("intermediate_size")
@@ -63,7 +74,7 @@ public struct LlamaConfig: Sendable, Equatable {
         rmsNormEps = Float(try r.double("rms_norm_eps", default: 1e-6))
         contextLength = try r.int("max_position_embeddings", default: 2048)
         tieWordEmbeddings = try r.bool("tie_word_embeddings", default: false)
-        attentionBias = try r.bool("attention_bias", default: architecture == .qwen2)
+        attentionBias = try r.bool("attention_bias", default: variant == .qwen2)
         ropeLayout = .rotateHalf
         // transformers 5 nests theta and scaling in `rope_parameters`; older configs keep them at the top level
         if let params = json["rope_parameters"], params != .null {
@@ -80,7 +91,7 @@ public struct LlamaConfig: Sendable, Equatable {
                 ropeScaling = .none
             }
         }
-        switch architecture {
+        switch variant {
         case .mistral: slidingWindow = r.has("sliding_window") ? try r.int("sliding_window") : nil
         case .qwen2:
             slidingWindow = try r.bool("use_sliding_window", default: false) ? try r.int("sliding_window") : nil
@@ -96,9 +107,9 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Decodes GGUF metadata of a `llama`, `mistral` or `qwen2` file. `tensorNames` tells whether the output head is
     /// tied (no `output.weight`) and whether attention has biases (`blk.0.attn_q.bias`).
     public init(gguf metadata: [String: GGUFValue], tensorNames: Set<String>, file: String,
-                architecture: ArchitectureKind) throws {
+                variant: Variant) throws {
         let r = ConfigReader(file: file, metadata: metadata)
-        let a = try r.string("general.architecture") ?? architecture.ggufName
+        let a = try r.string("general.architecture") ?? variant.rawValue
         hiddenSize = try r.int("\(a).embedding_length")
         intermediateSize = try r.int("\(a).feed_forward_length")
         layerCount = try r.int("\(a).block_count")
@@ -135,7 +146,7 @@ public struct LlamaConfig: Sendable, Equatable {
         contextLength = try r.int("\(a).context_length", default: 2048)
         tieWordEmbeddings = !tensorNames.contains("output.weight")
         attentionBias = tensorNames.contains("blk.0.attn_q.bias")
-        ropeLayout = architecture == .qwen2 ? .rotateHalf : .adjacentPairs
+        ropeLayout = variant == .qwen2 ? .rotateHalf : .adjacentPairs
         slidingWindow = r.has("\(a).attention.sliding_window") ? try r.int("\(a).attention.sliding_window") : nil
         try validate(file: file, keys: .gguf(a))
     }

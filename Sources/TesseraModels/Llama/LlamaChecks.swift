@@ -3,14 +3,14 @@
 extension LlamaModel {
     /// Checks that every block and the head chain together within the config's sizes (so the arena holds their
     /// activations) and grows the weight-row scratch to what the linears need.
-    func fitLayout() -> ModelError? {
+    func fitLayout() throws {
         let c = config, d = c.headDim
         func fail(_ what: String) -> ModelError { .invalidBuffer("model layout: \(what)") }
         var scratch = head.scratchCount
         guard head.inputSize == c.hiddenSize, head.outputSize == c.vocabularySize else {
-            return fail("head maps \(head.inputSize) -> \(head.outputSize), expected \(c.hiddenSize) -> \(c.vocabularySize)")
+            throw fail("head maps \(head.inputSize) -> \(head.outputSize), expected \(c.hiddenSize) -> \(c.vocabularySize)")
         }
-        guard norm.count == c.hiddenSize else { return fail("final norm has \(norm.count) weights, expected \(c.hiddenSize)") }
+        guard norm.count == c.hiddenSize else { throw fail("final norm has \(norm.count) weights, expected \(c.hiddenSize)") }
         for (i, b) in blocks.enumerated() {
             let l = heldLayers.lowerBound + i
             let a = b.attention, m = b.mlp
@@ -21,20 +21,19 @@ extension LlamaModel {
             for (i, (linear, input, output)) in shapes.enumerated() {
                 guard linear.inputSize == input, linear.outputSize == output else {
                     let name = ["q", "k", "v", "o", "gate", "up", "down"][i]
-                    return fail("layer \(l) \(name) maps \(linear.inputSize) -> \(linear.outputSize), expected \(input) -> \(output)")
+                    throw fail("layer \(l) \(name) maps \(linear.inputSize) -> \(linear.outputSize), expected \(input) -> \(output)")
                 }
                 scratch = max(scratch, linear.scratchCount)
             }
             guard a.kvHeadCount > 0, a.headCount % a.kvHeadCount == 0, q <= c.queryDim,
                   kv == kvDim, m.gate.outputSize <= c.intermediateSize else {
-                return fail("layer \(l) has \(a.headCount)/\(a.kvHeadCount) heads and \(m.gate.outputSize) MLP features, beyond the config's \(c.headCount)/\(c.kvHeadCount) and \(c.intermediateSize)")
+                throw fail("layer \(l) has \(a.headCount)/\(a.kvHeadCount) heads and \(m.gate.outputSize) MLP features, beyond the config's \(c.headCount)/\(c.kvHeadCount) and \(c.intermediateSize)")
             }
             guard b.attentionNorm.count == c.hiddenSize, b.mlpNorm.count == c.hiddenSize else {
-                return fail("layer \(l) norms have \(b.attentionNorm.count)/\(b.mlpNorm.count) weights, expected \(c.hiddenSize)")
+                throw fail("layer \(l) norms have \(b.attentionNorm.count)/\(b.mlpNorm.count) weights, expected \(c.hiddenSize)")
             }
         }
         workspace.reserveRowScratch(scratch)
-        return nil
     }
 
     func checkChunk(_ batch: Batch) throws {

@@ -39,16 +39,13 @@ public struct LlamaBlock: Sendable {
 public final class LlamaModel: LanguageModel {
     public let config: LlamaConfig
     public let embedding: WeightMatrix    // [vocab × hidden]
-    /// Decoder layers `heldLayers`, in order; a parallel plan may replace their linears (and head counts) by this
-    /// rank's shards.
-    public var blocks: [LlamaBlock] { didSet { layoutError = fitLayout(); fuse() } }
+    /// Decoder layers `heldLayers`, in order (with a tensor-parallel shard's linears and head counts, if sharded).
+    public let blocks: [LlamaBlock]
     /// The layers this instance holds (all, or a pipeline stage's range); layer indices stay absolute.
     public let heldLayers: Range<Int>
     public let norm: [Float]              // [hidden]
-    public var head: any Linear { didSet { layoutError = fitLayout(); fuse() } }  // [vocab × hidden]
+    public let head: any Linear           // [vocab × hidden] (a vocabulary-parallel head gathers all rows)
     public let rope: RoPE
-    /// Why the current blocks/head do not fit the config and arena, if they do not; forward passes throw it.
-    private var layoutError: ModelError?
     /// Keeps the mapped weights alive.
     let store: (any TensorStore)?
     let workspace: Workspace
@@ -78,6 +75,7 @@ public final class LlamaModel: LanguageModel {
     public var layerCount: Int { config.layerCount }
     public var trainedContextLength: Int { config.contextLength }
     public var kvFloatsPerPosition: Int { kvDim }
+    public var kvBytesPerPosition: Int { 2 * kvCacheType.rowBytes(kvDim: kvDim, headDim: config.headDim) }
     public var maxBatchTokens: Int { workspace.maxTokens }
     public var weightBytes: Int {
         sumOverLinears(\.weightBytes) + (config.tieWordEmbeddings ? 0 : embedding.rows * embedding.rowBytes)
@@ -103,12 +101,12 @@ public final class LlamaModel: LanguageModel {
         }
         self.config = config; self.embedding = embedding; self.blocks = blocks; self.norm = norm
         self.head = head; self.rope = rope; self.store = store
-        workspace = Workspace(maxTokens: options.maxBatchTokens, config: config, threads: options.compute.threads)
+        workspace = Workspace(maxTokens: options.maxBatchTokens, shape: config.workspaceShape, threads: options.compute.threads)
         mode = options.compute.mode
         compute = options.compute
         kvCacheType = options.kvCache
         profiler = options.profile ? Profiler(layers: config.layerCount) : nil
-        if let error = fitLayout() { throw error }
+        try fitLayout()
         fuse()
     }
 
@@ -116,7 +114,7 @@ public final class LlamaModel: LanguageModel {
     /// activation format, no bias on gate/up), and grows the scratch they need.
     private func fuse() {
         fusedQKV = []; fusedGateUp = []
-        guard compute.fused, layoutError == nil else { return }
+        guard compute.fused else { return }
         func fusion(_ linears: [any Linear], epilogue: FusedProducts.Epilogue) -> FusedProducts? {
             let dense = linears.compactMap { $0.fusable }
             guard dense.count == linears.count, let first = dense.first,
@@ -146,7 +144,6 @@ public final class LlamaModel: LanguageModel {
     }
 
     public func forward(_ batch: Batch, cache: any KVCache, logits: UnsafeMutableBufferPointer<Float>) throws {
-        if let layoutError { throw layoutError }
         guard heldLayers == 0..<layerCount else {
             throw ModelError.invalidBatch("a whole forward pass needs every layer; this model holds \(heldLayers)")
         }
@@ -162,8 +159,8 @@ public final class LlamaModel: LanguageModel {
             let chunk = start..<min(batch.count, start + maxBatchTokens)
             timed(.embedding, nil) { embed(batch, tokens: chunk, into: workspace.x) }
             try runLayers(0..<layerCount, hidden: workspace.x, batch: batch, tokens: chunk, cache: cache)
-            row += timed(.head, nil) {
-                projectLogits(hidden: workspace.x, batch: batch, tokens: chunk,
+            row += try timed(.head, nil) {
+                try projectLogits(hidden: workspace.x, batch: batch, tokens: chunk,
                               into: logits.baseAddress.map { $0 + row * vocabularySize })
             }
             start = chunk.upperBound
@@ -179,7 +176,6 @@ public final class LlamaModel: LanguageModel {
 
     public func forward(layers: Range<Int>, hidden: UnsafeMutablePointer<Float>, batch: Batch,
                         cache: any KVCache) throws {
-        if let layoutError { throw layoutError }
         try checkChunk(batch)
         try cache.check(batch)
         guard layers.isEmpty || (heldLayers.contains(layers.lowerBound) && heldLayers.contains(layers.upperBound - 1)) else {
@@ -189,9 +185,8 @@ public final class LlamaModel: LanguageModel {
     }
 
     public func logits(hidden: UnsafePointer<Float>, batch: Batch, into logits: UnsafeMutablePointer<Float>) throws {
-        if let layoutError { throw layoutError }
         try checkChunk(batch)
-        _ = timed(.head, nil) { projectLogits(hidden: hidden, batch: batch, tokens: 0..<batch.count, into: logits) }
+        _ = try timed(.head, nil) { try projectLogits(hidden: hidden, batch: batch, tokens: 0..<batch.count, into: logits) }
     }
 
     // MARK: - Math over one chunk of the batch (rows of `hidden` are tokens `tokens` of `batch`)
@@ -216,14 +211,15 @@ public final class LlamaModel: LanguageModel {
             rope.angles(position: batch.positions[t], cos: ws.cos + i * half, sin: ws.sin + i * half)
         }
         for l in layers {
-            attention(block: l, x: x, batch: batch, tokens: tokens, cache: cache)
-            mlp(block: l, x: x, rows: tokens.count)
+            try attention(block: l, x: x, batch: batch, tokens: tokens, cache: cache)
+            try mlp(block: l, x: x, rows: tokens.count)
         }
     }
 
     /// x += o(Attention(RoPE(q(h)), RoPE(k(h)), v(h))) with h = RMSNorm(x); keys and values go to the cache first,
     /// so tokens of one sequence in this chunk see each other.
-    func attention(block l: Int, x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>, cache: any KVCache) {
+    func attention(block l: Int, x: UnsafeMutablePointer<Float>, batch: Batch, tokens: Range<Int>,
+                   cache: any KVCache) throws {
         let ws = workspace, n = tokens.count, headDim = config.headDim, half = headDim / 2
         let index = l - heldLayers.lowerBound, block = blocks[index], att = block.attention
         let qDim = att.headCount * headDim, kvDim = att.kvHeadCount * headDim
@@ -239,10 +235,10 @@ public final class LlamaModel: LanguageModel {
             }
         } else {
             timed(.attentionNorm, l) { normalize(x, rows: n, weight: block.attentionNorm, into: ws.xb) }
-            timed(.qkv, l) {
-                att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
-                att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
-                att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
+            try timed(.qkv, l) {
+                try att.q(ws.xb, rows: n, into: ws.q, scratch: ws.rowScratch)
+                try att.k(ws.xb, rows: n, into: ws.k, scratch: ws.rowScratch)
+                try att.v(ws.xb, rows: n, into: ws.v, scratch: ws.rowScratch)
             }
         }
         let ropeStart = profiler == nil ? 0 : Profiler.now()
@@ -276,7 +272,7 @@ public final class LlamaModel: LanguageModel {
                 }
             }
         }
-        timed(.attentionOutput, l) { residual(att.o, ws.attn, rows: n, into: x) }
+        try timed(.attentionOutput, l) { try residual(att.o, ws.attn, rows: n, into: x) }
     }
 
     /// RMSNorm of `n` rows of the residual stream (the unfused form).
@@ -289,18 +285,18 @@ public final class LlamaModel: LanguageModel {
 
     /// x += linear(input): folded into the product's stores when fusing, else a product into `xb` and an add.
     private func residual(_ linear: any Linear, _ input: UnsafePointer<Float>, rows n: Int,
-                          into x: UnsafeMutablePointer<Float>) {
+                          into x: UnsafeMutablePointer<Float>) throws {
         let ws = workspace
         if compute.fused {
-            linear.accumulate(input, rows: n, into: x, temp: ws.xb, scratch: ws.rowScratch)
+            try linear.accumulate(input, rows: n, into: x, temp: ws.xb, scratch: ws.rowScratch)
         } else {
-            linear(input, rows: n, into: ws.xb, scratch: ws.rowScratch)
+            try linear(input, rows: n, into: ws.xb, scratch: ws.rowScratch)
             add(ws.xb, into: x, count: n * hiddenSize)
         }
     }
 
     /// x += down(silu(gate(h)) ⊙ up(h)) with h = RMSNorm(x).
-    func mlp(block l: Int, x: UnsafeMutablePointer<Float>, rows n: Int) {
+    func mlp(block l: Int, x: UnsafeMutablePointer<Float>, rows n: Int) throws {
         let ws = workspace, index = l - heldLayers.lowerBound
         let block = blocks[index], mlp = block.mlp
         if !fusedGateUp.isEmpty, let gateUp = fusedGateUp[index] {
@@ -312,18 +308,18 @@ public final class LlamaModel: LanguageModel {
             }
         } else {
             timed(.mlpNorm, l) { normalize(x, rows: n, weight: block.mlpNorm, into: ws.xb) }
-            timed(.gateUp, l) {
-                mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
-                mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
+            try timed(.gateUp, l) {
+                try mlp.gate(ws.xb, rows: n, into: ws.gate, scratch: ws.rowScratch)
+                try mlp.up(ws.xb, rows: n, into: ws.up, scratch: ws.rowScratch)
             }
             timed(.silu, l) { siluMul(ws.gate, ws.up, count: n * mlp.gate.outputSize, mode: mode) }
         }
-        timed(.down, l) { residual(mlp.down, ws.gate, rows: n, into: x) }
+        try timed(.down, l) { try residual(mlp.down, ws.gate, rows: n, into: x) }
     }
 
     /// Final RMSNorm of the rows that want logits, then the head; returns how many logit rows it wrote.
     func projectLogits(hidden x: UnsafePointer<Float>, batch: Batch, tokens: Range<Int>,
-                       into logits: UnsafeMutablePointer<Float>?) -> Int {
+                       into logits: UnsafeMutablePointer<Float>?) throws -> Int {
         let ws = workspace, hidden = hiddenSize
         var m = 0
         norm.withUnsafeBufferPointer { w in
@@ -332,7 +328,7 @@ public final class LlamaModel: LanguageModel {
                 m += 1
             }
         }
-        if m > 0, let logits { head(ws.xb, rows: m, into: logits, scratch: ws.rowScratch) }
+        if m > 0, let logits { try head(ws.xb, rows: m, into: logits, scratch: ws.rowScratch) }
         return m
     }
 }
