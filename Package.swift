@@ -6,7 +6,8 @@
 //   TesseraCollectives   the only Swift code that calls MPI: Communicator, typed collectives, requests, counters
 //   TesseraTopology      topology files -> one validated `Topology` value with every layout formula (pure, no MPI)
 //   TesseraFormats       GGUF and safetensors / Hugging Face folders, mmap'd, lazily sliceable
-//   TesseraTokenizer     SentencePiece-BPE and byte-level BPE tokenizers, chat templates
+//   TesseraJinja         the Jinja interpreter chat templates are written in (Hugging Face's subset, Python semantics)
+//   TesseraTokenizer     SentencePiece-BPE and byte-level BPE tokenizers, chat templates over TesseraJinja
 //   CTesseraKernels      C intrinsics with runtime dispatch (AVX-512, AVX2, portable)
 //   TesseraKernels       CPU kernels: products over quantized and float weights, norms, RoPE, attention, thread pool
 //   TesseraModels        the family seam (ModelFamily, LinearFactory, registry), one folder per architecture, KV cache
@@ -35,7 +36,8 @@ let package = Package(
         .target(name: "TesseraCollectives", dependencies: ["CMPI"]),
         .target(name: "TesseraTopology", dependencies: ["Yams"]),
         .target(name: "TesseraFormats", swiftSettings: optimized),
-        .target(name: "TesseraTokenizer", dependencies: ["TesseraFormats"]),
+        .target(name: "TesseraJinja"),
+        .target(name: "TesseraTokenizer", dependencies: ["TesseraFormats", "TesseraJinja"]),
         .target(name: "CTesseraKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "TesseraKernels", dependencies: ["TesseraFormats", "CTesseraKernels"], swiftSettings: optimized),
         .target(name: "TesseraModels", dependencies: ["TesseraFormats", "TesseraKernels"], swiftSettings: optimized),
@@ -59,7 +61,8 @@ let package = Package(
         .testTarget(name: "CollectivesTests", dependencies: ["TesseraTestSupport", "TesseraTopology"]),
         .testTarget(name: "TopologyTests", dependencies: ["TesseraTopology", "TesseraTestSupport"]),
         .testTarget(name: "FormatsTests", dependencies: ["TesseraFormats", "TesseraTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["TesseraTokenizer", "TesseraFormats", "TesseraTestSupport"],
+        .testTarget(name: "TokenizerTests", dependencies: [
+            "TesseraTokenizer", "TesseraJinja", "TesseraFormats", "TesseraTestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelTests", dependencies: ["TesseraKernels", "TesseraFormats", "TesseraModels", "TesseraTestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["TesseraModels", "TesseraKernels", "TesseraFormats", "TesseraTestSupport"]),

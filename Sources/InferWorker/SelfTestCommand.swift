@@ -94,22 +94,32 @@ struct CollectiveChecks<T: CheckScalar> {
         }
     }
 
+    var me: Int { comm.rank }
+    var size: Int { comm.size }
+
     /// Per-rank element counts for `n` elements split over the group (uneven when n % size != 0).
     func split(_ n: Int) -> [Int] { (0..<comm.size).map { n / comm.size + ($0 < n % comm.size ? 1 : 0) } }
 
     func run(bytes: Int) throws -> Int {
         let n = bytes / MemoryLayout<T>.stride + (bytes == 1 ? 1 : 0)   // "1 byte" means one element
-        let me = comm.rank, size = comm.size
-        var checks = 0
-
         try comm.barrier()
+        return try broadcasts(n) + allReduces(n) + gathers(n) + reduceScatters(n) + pointToPoint(n) + rings(n)
+            + nonBlockingAllReduce(n)
+    }
 
-        // broadcast from the last rank
+    /// Broadcast from the last rank.
+    func broadcasts(_ n: Int) throws -> Int {
+        var checks = 0
         let root = size - 1
         var b = me == root ? fill(n, rank: root) : [T](repeating: T(small: 0), count: n)
         try b.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: root) }
         try verify(b, "broadcast", { self.value(root, $0) }); checks += 1
+        return checks
+    }
 
+    /// All-reduce in place and out of place, each op.
+    func allReduces(_ n: Int) throws -> Int {
+        var checks = 0
         // all-reduce: in place and out of place, each op
         for op in ReduceOp.allCases {
             var x = fill(n, rank: me)
@@ -121,32 +131,26 @@ struct CollectiveChecks<T: CheckScalar> {
             try verify(out, "all-reduce(\(op), out of place)", expected(op))
             checks += 2
         }
+        return checks
+    }
 
+    /// All-gather with equal and with variable counts; gather to rank 0 (equal) and to the last rank (variable).
+    func gathers(_ n: Int) throws -> Int {
+        var checks = 0
+        let per = n / size, counts = split(n), root = size - 1
+        let starts = counts.indices.map { counts[..<$0].reduce(0, +) }
         // all-gather, equal counts: each rank contributes n / size elements
-        let per = n / size
         var gathered = [T](repeating: T(small: 0), count: per * size)
         try fill(per, rank: me).withUnsafeBufferPointer { i in try gathered.withUnsafeMutableBufferPointer { try comm.allGather(i, into: $0) } }
         try verify(gathered, "all-gather", { self.value($0 / Swift.max(per, 1), $0 % Swift.max(per, 1)) }); checks += 1
 
         // all-gather, variable counts (uneven split of n)
-        let counts = split(n)
-        let starts = counts.indices.map { counts[..<$0].reduce(0, +) }
         var gv = [T](repeating: T(small: 0), count: n)
         try fill(counts[me], rank: me, offset: starts[me]).withUnsafeBufferPointer { i in
             try gv.withUnsafeMutableBufferPointer { try comm.allGather(i, into: $0, counts: counts) }
         }
         try verify(gv, "all-gather(v)", { i in self.value(self.owner(of: i, starts: starts, counts: counts), i) })
         checks += 1
-
-        // reduce-scatter, variable counts: rank r gets the sum over ranks of its slice
-        var rs = [T](repeating: T(small: 0), count: counts[me])
-        try fill(n, rank: me).withUnsafeBufferPointer { i in try rs.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, into: $0, counts: counts, op: .sum) } }
-        try verify(rs, "reduce-scatter(v)", { [e = expected(.sum)] in e(starts[me] + $0) }); checks += 1
-
-        // reduce-scatter, equal blocks
-        var rsb = [T](repeating: T(small: 0), count: per)
-        try fill(per * size, rank: me).withUnsafeBufferPointer { i in try rsb.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, into: $0, op: .max) } }
-        try verify(rsb, "reduce-scatter(block)", { [e = expected(.max)] in e(me * per + $0) }); checks += 1
 
         // gather to rank 0 (equal), and to the last rank (variable)
         var g = [T](repeating: T(small: 0), count: me == 0 ? per * size : 0)
@@ -158,7 +162,29 @@ struct CollectiveChecks<T: CheckScalar> {
         }
         if me == root { try verify(gvr, "gather(v)", { i in self.value(self.owner(of: i, starts: starts, counts: counts), i) }) }
         checks += 2
+        return checks
+    }
 
+    /// Reduce-scatter with variable counts and in equal blocks.
+    func reduceScatters(_ n: Int) throws -> Int {
+        var checks = 0
+        let per = n / size, counts = split(n)
+        let starts = counts.indices.map { counts[..<$0].reduce(0, +) }
+        // reduce-scatter, variable counts: rank r gets the sum over ranks of its slice
+        var rs = [T](repeating: T(small: 0), count: counts[me])
+        try fill(n, rank: me).withUnsafeBufferPointer { i in try rs.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, into: $0, counts: counts, op: .sum) } }
+        try verify(rs, "reduce-scatter(v)", { [e = expected(.sum)] in e(starts[me] + $0) }); checks += 1
+
+        // reduce-scatter, equal blocks
+        var rsb = [T](repeating: T(small: 0), count: per)
+        try fill(per * size, rank: me).withUnsafeBufferPointer { i in try rsb.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, into: $0, op: .max) } }
+        try verify(rsb, "reduce-scatter(block)", { [e = expected(.max)] in e(me * per + $0) }); checks += 1
+        return checks
+    }
+
+    /// Blocking send/recv between pairs.
+    func pointToPoint(_ n: Int) throws -> Int {
+        var checks = 0
         // point to point: pairs (0,1), (2,3)...; blocking send/recv ordered so no pair can deadlock
         if size > 1 {
             let peer = me % 2 == 0 ? me + 1 : me - 1
@@ -175,7 +201,12 @@ struct CollectiveChecks<T: CheckScalar> {
                 try verify(got, "send/recv", { self.value(peer, $0) }); checks += 1
             }
         }
+        return checks
+    }
 
+    /// Ring exchange with sendrecv and with isend/irecv.
+    func rings(_ n: Int) throws -> Int {
+        var checks = 0
         // ring exchange with sendrecv and with isend/irecv
         let next = (me + 1) % size, prev = (me - 1 + size) % size
         var ring = [T](repeating: T(small: 0), count: n)
@@ -194,15 +225,18 @@ struct CollectiveChecks<T: CheckScalar> {
         }
         try verify(incoming, "isend/irecv", { self.value(prev, $0) })
         checks += 2
+        return checks
+    }
 
-        // non-blocking all-reduce
+    /// Non-blocking all-reduce.
+    func nonBlockingAllReduce(_ n: Int) throws -> Int {
         var ia = fill(n, rank: me)
         try ia.withUnsafeMutableBufferPointer { buffer in
             let r = try comm.iallReduce(buffer, op: .sum)
             try r.wait()
         }
-        try verify(ia, "iallreduce", expected(.sum)); checks += 1
-        return checks
+        try verify(ia, "iallreduce", expected(.sum))
+        return 1
     }
 
     func owner(of i: Int, starts: [Int], counts: [Int]) -> Int {

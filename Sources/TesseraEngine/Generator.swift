@@ -72,6 +72,39 @@ public final class Generator {
     public func generate(_ requests: [GenerationRequest],
                          onText: (Int, Substring) -> Void = { _, _ in }) throws -> ([GenerationOutput], GenerationStats) {
         guard !requests.isEmpty else { return ([], GenerationStats()) }
+        try validate(requests)
+        for slot in requests.indices { try executor.release(sequence: slot) }
+        let vocab = executor.vocabularySize
+        var sequences = try requests.enumerated().map {
+            try SequenceState(index: $0.offset, request: $0.element, tokenizer: tokenizer, vocab: vocab)
+        }
+        var outputs = [GenerationOutput](repeating: GenerationOutput(), count: requests.count)
+        var stats = GenerationStats()
+        stats.promptTokens = requests.reduce(0) { $0 + $1.promptTokens.count }
+        var logits = [Float](repeating: 0, count: requests.count * vocab)
+        var batch = Batch()
+
+        let start = Date()
+        try prefill(sequences, batch: &batch, logits: &logits)
+        stats.prefillSeconds = Date().timeIntervalSince(start)
+        for i in sequences.indices {
+            if keepPromptLogits { outputs[i].promptLogits = Array(logits[i * vocab ..< (i + 1) * vocab]) }
+            if requests[i].maxTokens == 0 { sequences[i].finish(.maxTokens) }
+        }
+        let decodeStart = Date()
+        try decode(&sequences, batch: &batch, logits: &logits, stats: &stats, start: start, onText: onText)
+        stats.decodeSeconds = Date().timeIntervalSince(decodeStart)
+        for i in sequences.indices {
+            if let tail = sequences[i].flush() { onText(i, tail) }
+            outputs[i].tokens = sequences[i].generated
+            outputs[i].text = sequences[i].text
+            outputs[i].stopReason = sequences[i].stopReason
+        }
+        return (outputs, stats)
+    }
+
+    /// Every request fits a slot and the context, and holds only vocabulary ids; errors name the request.
+    func validate(_ requests: [GenerationRequest]) throws {
         guard requests.count <= executor.sequenceSlots else {
             throw GenerationError(description: "\(requests.count) prompts but only \(executor.sequenceSlots) sequence slots")
         }
@@ -86,42 +119,29 @@ public final class Generator {
                 throw GenerationError(description: "request \(i): token id \(bad) outside the vocabulary of \(vocab)")
             }
         }
-        for slot in requests.indices { try executor.release(sequence: slot) }
+    }
 
-        var sequences = try requests.enumerated().map { try SequenceState(index: $0.offset, request: $0.element, tokenizer: tokenizer, vocab: vocab) }
-        var outputs = [GenerationOutput](repeating: GenerationOutput(), count: requests.count)
-        var stats = GenerationStats()
-        stats.promptTokens = requests.reduce(0) { $0 + $1.promptTokens.count }
-        var logits = [Float](repeating: 0, count: requests.count * vocab)
-        var batch = Batch()
-
-        // Prefill: every prompt in one batch, logits at each prompt's last position.
-        let start = Date()
+    /// Every prompt in one batch, logits at each prompt's last position (row i for sequence i).
+    func prefill(_ sequences: [SequenceState], batch: inout Batch, logits: inout [Float]) throws {
         for s in sequences {
             for (p, token) in s.history.enumerated() {
                 batch.append(token: token, position: p, sequence: s.index, wantsLogits: p == s.history.count - 1)
             }
         }
         try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, logits: $0) }
-        stats.prefillSeconds = Date().timeIntervalSince(start)
-        for i in sequences.indices {
-            if keepPromptLogits { outputs[i].promptLogits = Array(logits[i * vocab ..< (i + 1) * vocab]) }
-            if requests[i].maxTokens == 0 { sequences[i].finish(.maxTokens) }
-        }
+    }
 
-        // Decode: sample from the latest logits, feed the sampled tokens back as one batch.
-        var row = 0
-        // index arrays reused every step (no allocation per token)
+    /// Samples from the latest logits and feeds the sampled tokens back as one batch until every sequence is done;
+    /// index arrays are reused every step (no allocation per token).
+    func decode(_ sequences: inout [SequenceState], batch: inout Batch, logits: inout [Float],
+                stats: inout GenerationStats, start: Date, onText: (Int, Substring) -> Void) throws {
+        let context = executor.contextLength, vocab = executor.vocabularySize
         var live = sequences.indices.filter { !sequences[$0].done }
         var rows = Array(sequences.indices)      // prefill wrote one logits row per sequence
         live.reserveCapacity(sequences.count); rows.reserveCapacity(sequences.count)
-        let decodeStart = Date()
         while !live.isEmpty {
             onDecodeStep?(stats.decodeSteps)
-            row = 0
-            for i in rows {
-                defer { row += 1 }
-                guard !sequences[i].done else { continue }
+            for (row, i) in rows.enumerated() where !sequences[i].done {
                 let token = logits.withUnsafeMutableBufferPointer {
                     sequences[i].sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: $0[row * vocab ..< (row + 1) * vocab]),
                                                 history: sequences[i].history)
@@ -143,14 +163,6 @@ public final class Generator {
             rows.removeAll(keepingCapacity: true)
             rows.append(contentsOf: live)
         }
-        stats.decodeSeconds = Date().timeIntervalSince(decodeStart)
-        for i in sequences.indices {
-            if let tail = sequences[i].flush() { onText(i, tail) }
-            outputs[i].tokens = sequences[i].generated
-            outputs[i].text = sequences[i].text
-            outputs[i].stopReason = sequences[i].stopReason
-        }
-        return (outputs, stats)
     }
 }
 

@@ -1,3 +1,5 @@
+import TesseraJinja
+
 /// One chat turn: `role` is "system", "user", "assistant" (or whatever the template knows), `content` its text.
 public struct ChatMessage: Sendable, Equatable {
     public var role: String
@@ -13,16 +15,14 @@ public struct ChatMessage: Sendable, Equatable {
 /// and rendered the way transformers' `apply_chat_template` renders it: `trim_blocks` and `lstrip_blocks` on,
 /// `raise_exception` and `strftime_now` available, `tojson` without key sorting or ASCII escaping.
 public struct ChatTemplate: Sendable {
+    private let template: JinjaTemplate
+
     /// The template text as given.
-    public let source: String
-    private let nodes: [Node]
+    public var source: String { template.source }
 
     /// Parses `source`; an unsupported construct throws `ChatTemplateError.unsupported` naming it and its line.
     public init(_ source: String) throws {
-        self.source = source
-        let tokens = try JinjaLexer().tokenize(source)
-        var parser = JinjaParser(tokens: tokens)
-        nodes = try parser.parseTemplate()
+        template = try JinjaTemplate(source)
     }
 
     /// Renders a conversation. Context: `messages` (role/content dicts), `add_generation_prompt`,
@@ -43,6 +43,6 @@ public struct ChatTemplate: Sendable {
 
     /// Renders with an arbitrary context (messages with tool calls, `tools`, extra template variables).
     public func render(context: [String: JinjaValue]) throws -> String {
-        try JinjaInterpreter(context: context).render(nodes)
+        try template.render(context: context)
     }
 }

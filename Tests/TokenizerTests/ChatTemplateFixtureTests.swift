@@ -1,4 +1,5 @@
 import Foundation
+import TesseraJinja
 import TesseraTokenizer
 import XCTest
 

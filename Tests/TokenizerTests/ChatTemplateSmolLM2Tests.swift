@@ -1,5 +1,6 @@
 import Foundation
 import TesseraFormats
+import TesseraJinja
 import TesseraTokenizer
 import TesseraTestSupport
 import XCTest

@@ -1,3 +1,4 @@
+import TesseraJinja
 import TesseraTokenizer
 import XCTest
 

@@ -11,12 +11,23 @@ enum JinjaFilters {
 }
 
 extension JinjaInterpreter {
+    /// A filter's runtime error, naming it.
+    private func filterError(_ name: String, _ line: Int, _ reason: String) -> ChatTemplateError {
+        .runtime(line: line, reason: "filter '\(name)': \(reason)")
+    }
+
     func applyFilter(_ name: String, to value: JinjaValue, _ args: Arguments, line: Int) throws -> JinjaValue {
-        func fail(_ reason: String) -> ChatTemplateError { .runtime(line: line, reason: "filter '\(name)': \(reason)") }
-        func string(_ v: JinjaValue) -> String { v.pythonString }
         if case .undefined(let hint) = value, name == "int" || name == "float" || name == "abs" || name == "round" {
             throw ChatTemplateError.runtime(line: line, reason: hint)
         }
+        for group in [textFilter, numberFilter, sequenceFilter, orderingFilter, itemFilter] {
+            if let result = try group(name, value, args, line) { return result }
+        }
+        throw ChatTemplateError.unsupported(line: line, construct: "filter '\(name)'")
+    }
+
+    /// String filters (`default` too: it is how templates print optional strings). nil when `name` is not one of them.
+    private func textFilter(_ name: String, _ value: JinjaValue, _ args: Arguments, _ line: Int) throws -> JinjaValue? {
         switch name {
         case "default", "d":
             let fallback = args.value(0, "default_value") ?? .string("")
@@ -24,22 +35,30 @@ extension JinjaInterpreter {
             return value.isUndefined || (boolean && !value.isTruthy) ? fallback : value
         case "trim":
             let chars = args.value(0, "chars").flatMap { $0.isNone ? nil : $0.pythonString }
-            return .string(PythonString.strip(string(value), chars, leading: true, trailing: true))
-        case "upper": return .string(string(value).uppercased())
-        case "lower": return .string(PythonString.lower(string(value)))
-        case "capitalize": return .string(PythonString.capitalize(string(value)))
-        case "title": return .string(PythonString.jinjaTitle(string(value)))
-        case "string": return .string(string(value))
+            return .string(PythonString.strip(value.pythonString, chars, leading: true, trailing: true))
+        case "upper": return .string(value.pythonString.uppercased())
+        case "lower": return .string(PythonString.lower(value.pythonString))
+        case "capitalize": return .string(PythonString.capitalize(value.pythonString))
+        case "title": return .string(PythonString.jinjaTitle(value.pythonString))
+        case "string": return .string(value.pythonString)
         case "safe", "e", "escape", "forceescape":
-            return name == "safe" ? value : .string(PythonString.htmlEscape(string(value)))
-        case "length", "count":
-            return .int(try length(of: value, line: line))
+            return name == "safe" ? value : .string(PythonString.htmlEscape(value.pythonString))
         case "wordcount":
-            return .int(PythonString.wordCount(string(value)))
+            return .int(PythonString.wordCount(value.pythonString))
         case "replace":
-            guard let old = args.value(0, "old"), let new = args.value(1, "new") else { throw fail("needs old and new") }
+            guard let old = args.value(0, "old"), let new = args.value(1, "new") else { throw filterError(name, line, "needs old and new") }
             let count = args.value(2, "count").flatMap { $0.isNone ? nil : $0.integer } ?? -1
-            return .string(PythonString.replace(string(value), string(old), string(new), count: count))
+            return .string(PythonString.replace(value.pythonString, old.pythonString, new.pythonString, count: count))
+        case "indent":
+            return .string(indent(value.pythonString, args))
+        default:
+            return nil
+        }
+    }
+
+    /// Number filters. nil when `name` is not one of them.
+    private func numberFilter(_ name: String, _ value: JinjaValue, _ args: Arguments, _ line: Int) throws -> JinjaValue? {
+        switch name {
         case "int":
             let fallback = args.value(0, "default") ?? .int(0)
             let base = args.value(1, "base")?.integer ?? 10
@@ -55,9 +74,19 @@ extension JinjaInterpreter {
         case "abs":
             if let i = value.integer { return .int(i == Int.min ? i : Swift.abs(i)) }
             if case .double(let d) = value { return .double(Swift.abs(d)) }
-            throw fail("bad operand type '\(value.typeName)'")
+            throw filterError(name, line, "bad operand type '\(value.typeName)'")
         case "round":
             return try round(value, args, line: line)
+        default:
+            return nil
+        }
+    }
+
+    /// Length, element and joining filters. nil when `name` is not one of them.
+    private func sequenceFilter(_ name: String, _ value: JinjaValue, _ args: Arguments, _ line: Int) throws -> JinjaValue? {
+        switch name {
+        case "length", "count":
+            return .int(try length(of: value, line: line))
         case "first", "last":
             let items = try iterate(value, line: line)
             return (name == "first" ? items.first : items.last) ?? .undefined(hint: "No \(name) item, sequence was empty.")
@@ -67,22 +96,30 @@ extension JinjaInterpreter {
             if case .string(let s) = value { return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed()))) }
             return .list(try iterate(value, line: line).reversed())
         case "join":
-            let separator = args.value(0, "d").map(string) ?? ""
+            let separator = args.value(0, "d").map(\.pythonString) ?? ""
             var items = try iterate(value, line: line)
             if let attribute = args.keywordValue("attribute") ?? args.positional.dropFirst().first {
                 items = try items.map { try lookupPath($0, attribute, line: line) }
             }
-            return .string(items.map(string).joined(separator: separator))
+            return .string(items.map(\.pythonString).joined(separator: separator))
         case "items":
             switch value {
             case .dict(let dict): return .list(dict.pairs.map { .list([.string($0.0), $0.1]) })
             case .undefined: return .list([])
-            default: throw fail("can only get item pairs from a mapping, not '\(value.typeName)'")
+            default: throw filterError(name, line, "can only get item pairs from a mapping, not '\(value.typeName)'")
             }
+        default:
+            return nil
+        }
+    }
+
+    /// Sorting, deduplicating and aggregating filters. nil when `name` is not one of them.
+    private func orderingFilter(_ name: String, _ value: JinjaValue, _ args: Arguments, _ line: Int) throws -> JinjaValue? {
+        switch name {
         case "dictsort":
-            guard case .dict(let dict) = value else { throw fail("needs a mapping, not '\(value.typeName)'") }
+            guard case .dict(let dict) = value else { throw filterError(name, line, "needs a mapping, not '\(value.typeName)'") }
             let caseSensitive = args.value(0, "case_sensitive")?.isTruthy ?? false
-            let byValue = args.value(1, "by").map(string) == "value"
+            let byValue = args.value(1, "by").map(\.pythonString) == "value"
             let reverse = args.value(2, "reverse")?.isTruthy ?? false
             let pairs = dict.pairs.map { JinjaValue.list([.string($0.0), $0.1]) }
             return .list(try sorted(pairs, key: { try self.element($0, .int(byValue ? 1 : 0), line: line) },
@@ -123,9 +160,17 @@ extension JinjaInterpreter {
                 total = try JinjaOperators.apply(.add, total, term, line: line)
             }
             return total
+        default:
+            return nil
+        }
+    }
+
+    /// Filters that look up attributes, apply filters or tests per item, or serialise. nil when `name` is not one of them.
+    private func itemFilter(_ name: String, _ value: JinjaValue, _ args: Arguments, _ line: Int) throws -> JinjaValue? {
+        switch name {
         case "attr":
-            guard let attribute = args.value(0, "name") else { throw fail("needs an attribute name") }
-            return try attributeValue(value, string(attribute), line: line)
+            guard let attribute = args.value(0, "name") else { throw filterError(name, line, "needs an attribute name") }
+            return try attributeValue(value, attribute.pythonString, line: line)
         case "map":
             return .list(try map(value, args, line: line))
         case "select", "reject", "selectattr", "rejectattr":
@@ -137,10 +182,8 @@ extension JinjaInterpreter {
             let sortKeys = args.keywordValue("sort_keys")?.isTruthy ?? false
             return .string(try JinjaJSON.serialize(value, indent: indent, separators: separators,
                                                    sortKeys: sortKeys, line: line))
-        case "indent":
-            return .string(indent(string(value), args))
         default:
-            throw ChatTemplateError.unsupported(line: line, construct: "filter '\(name)'")
+            return nil
         }
     }
 
