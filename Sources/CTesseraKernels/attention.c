@@ -10,20 +10,44 @@
 
 // MARK: - Portable
 
-static void head_portable(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
-                          int64_t hd, float scale, float *p, float *out) {
+/// One KV head's rows of a span: positions first ..< first + length of a block table (block b holds positions
+/// b·block_size ..< (b+1)·block_size; its keys at blocks[2b], its values at blocks[2b+1]), rows `stride` floats
+/// apart inside a block, the head `offset` floats into a row.
+typedef struct {
+    const void *const *blocks;
+    int64_t block_size, first, stride, offset;
+} tk_span;
+
+/// The run of rows from span row j to the end of its block, at most `left`: its length, and the keys and values of
+/// its first row. A one-block table (a dense cache) is a single run.
+TK_INLINE int64_t span_run(const tk_span *s, int64_t j, int64_t left, const float **k, const float **v) {
+    const int64_t a = s->first + j, b = a / s->block_size, r = a - b * s->block_size;
+    *k = (const float *)s->blocks[2 * b] + s->offset + r * s->stride;
+    *v = (const float *)s->blocks[2 * b + 1] + s->offset + r * s->stride;
+    return s->block_size - r < left ? s->block_size - r : left;
+}
+
+static void head_portable(const float *q, const tk_span *sp, int64_t length, int64_t hd, float scale, float *p,
+                          float *out) {
+    const int64_t stride = sp->stride;
     float peak = -INFINITY, sum = 0;
-    for (int64_t j = 0; j < length; j++) {
-        float s = 0;
-        for (int64_t d = 0; d < hd; d++) s += q[d] * k[j * stride + d];
-        p[j] = s * scale;
-        peak = p[j] > peak ? p[j] : peak;
+    for (int64_t j = 0; j < length;) {
+        const float *k, *v;
+        for (int64_t t = 0, n = span_run(sp, j, length - j, &k, &v); t < n; t++, j++) {
+            float s = 0;
+            for (int64_t d = 0; d < hd; d++) s += q[d] * k[t * stride + d];
+            p[j] = s * scale;
+            peak = p[j] > peak ? p[j] : peak;
+        }
     }
     for (int64_t j = 0; j < length; j++) { p[j] = expf(p[j] - peak); sum += p[j]; }
     for (int64_t d = 0; d < hd; d++) out[d] = 0;
-    for (int64_t j = 0; j < length; j++) {
-        const float w = p[j] / sum;
-        for (int64_t d = 0; d < hd; d++) out[d] += w * v[j * stride + d];
+    for (int64_t j = 0; j < length;) {
+        const float *k, *v;
+        for (int64_t t = 0, n = span_run(sp, j, length - j, &k, &v); t < n; t++, j++) {
+            const float w = p[j] / sum;
+            for (int64_t d = 0; d < hd; d++) out[d] += w * v[t * stride + d];
+        }
     }
 }
 
@@ -46,11 +70,15 @@ TK_INLINE TK_AVX512 float dot_avx512(const float *q, const float *kj, int64_t hd
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-static TK_AVX512 void head_avx512(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
-                                  int64_t hd, float scale, float *p, float *out) {
+static TK_AVX512 void head_avx512(const float *q, const tk_span *sp, int64_t length, int64_t hd, float scale,
+                                  float *p, float *out) {
+    const int64_t stride = sp->stride;
     __m512 peak = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < length; j++) {
-        p[j] = dot_avx512(q, k + j * stride, hd) * scale;
+    for (int64_t j = 0; j < length;) {
+        const float *k, *v;
+        for (int64_t t = 0, n = span_run(sp, j, length - j, &k, &v); t < n; t++, j++) {
+            p[j] = dot_avx512(q, k + t * stride, hd) * scale;
+        }
     }
     for (int64_t j = 0; j < length; j += 16) peak = _mm512_max_ps(peak, _mm512_mask_loadu_ps(peak, mask16(length - j), p + j));
     const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(peak));
@@ -65,13 +93,16 @@ static TK_AVX512 void head_avx512(const float *q, const float *k, const float *v
     for (int64_t d0 = 0; d0 < hd; d0 += 64) {   // 64 output values at a time in four registers
         const __mmask16 m0 = mask16(hd - d0), m1 = mask16(hd - d0 - 16), m2 = mask16(hd - d0 - 32), m3 = mask16(hd - d0 - 48);
         __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-        for (int64_t j = 0; j < length; j++) {
-            const __m512 w = _mm512_set1_ps(p[j]);
-            const float *vj = v + j * stride + d0;
-            c0 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m0, vj), c0);
-            if (hd - d0 > 16) c1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m1, vj + 16), c1);
-            if (hd - d0 > 32) c2 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m2, vj + 32), c2);
-            if (hd - d0 > 48) c3 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m3, vj + 48), c3);
+        for (int64_t j = 0; j < length;) {
+            const float *k, *v;
+            for (int64_t t = 0, n = span_run(sp, j, length - j, &k, &v); t < n; t++, j++) {
+                const __m512 w = _mm512_set1_ps(p[j]);
+                const float *vj = v + t * stride + d0;
+                c0 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m0, vj), c0);
+                if (hd - d0 > 16) c1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m1, vj + 16), c1);
+                if (hd - d0 > 32) c2 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m2, vj + 32), c2);
+                if (hd - d0 > 48) c3 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m3, vj + 48), c3);
+            }
         }
         _mm512_mask_storeu_ps(out + d0, m0, _mm512_mul_ps(c0, inv));
         if (hd - d0 > 16) _mm512_mask_storeu_ps(out + d0 + 16, m1, _mm512_mul_ps(c1, inv));
@@ -97,12 +128,16 @@ TK_INLINE TK_AVX2 float dot_avx2(const float *q, const float *kj, int64_t hd) {
     return hsum8(_mm256_add_ps(a0, a1));
 }
 
-static TK_AVX2 void head_avx2(const float *q, const float *k, const float *v, int64_t length, int64_t stride,
-                              int64_t hd, float scale, float *p, float *out) {
+static TK_AVX2 void head_avx2(const float *q, const tk_span *sp, int64_t length, int64_t hd, float scale, float *p,
+                              float *out) {
+    const int64_t stride = sp->stride;
     float peak = -INFINITY, sum = 0;
-    for (int64_t j = 0; j < length; j++) {
-        p[j] = dot_avx2(q, k + j * stride, hd) * scale;
-        peak = p[j] > peak ? p[j] : peak;
+    for (int64_t j = 0; j < length;) {
+        const float *k, *v;
+        for (int64_t t = 0, n = span_run(sp, j, length - j, &k, &v); t < n; t++, j++) {
+            p[j] = dot_avx2(q, k + t * stride, hd) * scale;
+            peak = p[j] > peak ? p[j] : peak;
+        }
     }
     int64_t j = 0;
     for (; j + 8 <= length; j += 8) {
@@ -115,13 +150,16 @@ static TK_AVX2 void head_avx2(const float *q, const float *k, const float *v, in
     for (int64_t d0 = 0; d0 < hd; d0 += 32) {   // 32 output values at a time in four registers
         const __m256i m0 = mask8(hd - d0), m1 = mask8(hd - d0 - 8), m2 = mask8(hd - d0 - 16), m3 = mask8(hd - d0 - 24);
         __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-        for (int64_t i = 0; i < length; i++) {
-            const __m256 w = _mm256_set1_ps(p[i]);
-            const float *vi = v + i * stride + d0;
-            c0 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi, m0), c0);
-            if (hd - d0 > 8) c1 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 8, m1), c1);
-            if (hd - d0 > 16) c2 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 16, m2), c2);
-            if (hd - d0 > 24) c3 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 24, m3), c3);
+        for (int64_t i = 0; i < length;) {
+            const float *k, *v;
+            for (int64_t t = 0, n = span_run(sp, i, length - i, &k, &v); t < n; t++, i++) {
+                const __m256 w = _mm256_set1_ps(p[i]);
+                const float *vi = v + t * stride + d0;
+                c0 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi, m0), c0);
+                if (hd - d0 > 8) c1 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 8, m1), c1);
+                if (hd - d0 > 16) c2 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 16, m2), c2);
+                if (hd - d0 > 24) c3 = _mm256_fmadd_ps(w, _mm256_maskload_ps(vi + 24, m3), c3);
+            }
         }
         _mm256_maskstore_ps(out + d0, m0, _mm256_mul_ps(c0, inv));
         if (hd - d0 > 8) _mm256_maskstore_ps(out + d0 + 8, m1, _mm256_mul_ps(c1, inv));
@@ -131,12 +169,11 @@ static TK_AVX2 void head_avx2(const float *q, const float *k, const float *v, in
 }
 #endif
 
-void tk_attention(const float *query, const float *keys, const float *values, int64_t length, int64_t kv_stride,
-                  int64_t head_stride, int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores,
-                  float *output) {
-    if (length <= 0 || heads <= 0 || kv_heads <= 0 || head_dim <= 0) return;
-    void (*head)(const float *, const float *, const float *, int64_t, int64_t, int64_t, float, float *, float *) =
-        head_portable;
+void tk_attention(const float *query, const void *const *blocks, int64_t block_size, int64_t first, int64_t length,
+                  int64_t kv_stride, int64_t head_stride, int32_t heads, int32_t kv_heads, int32_t head_dim,
+                  float scale, float *scores, float *output) {
+    if (length <= 0 || block_size <= 0 || heads <= 0 || kv_heads <= 0 || head_dim <= 0) return;
+    void (*head)(const float *, const tk_span *, int64_t, int64_t, float, float *, float *) = head_portable;
 #if TK_X86
     switch (tk_cpu_level()) {
     case TK_LEVEL_AVX512: head = head_avx512; break;
@@ -146,9 +183,9 @@ void tk_attention(const float *query, const float *keys, const float *values, in
 #endif
     const int32_t group = heads / kv_heads;
     for (int32_t h = 0; h < heads; h++) {
-        const int64_t offset = (int64_t)(h / group) * head_stride;
-        head(query + (int64_t)h * head_dim, keys + offset, values + offset, length, kv_stride, head_dim, scale, scores,
-             output + (int64_t)h * head_dim);
+        const tk_span span = { .blocks = blocks, .block_size = block_size, .first = first, .stride = kv_stride,
+                               .offset = (int64_t)(h / group) * head_stride };
+        head(query + (int64_t)h * head_dim, &span, length, head_dim, scale, scores, output + (int64_t)h * head_dim);
     }
 }
 
@@ -295,7 +332,8 @@ static TK_AVX2 void chunk_avx2(const float *q, const float *k, const float *v, i
 #endif
 
 void tk_attention_partial(const float *q, int32_t group, const float *keys, const float *values, int64_t j0,
-                          int64_t j1, int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc) {
+                          int64_t j1, int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc,
+                          int32_t resume) {
     void (*chunk)(const float *, const float *, const float *, int64_t, int64_t, int64_t, float, float *, float *,
                   float *) = chunk_portable;
 #if TK_X86
@@ -305,15 +343,16 @@ void tk_attention_partial(const float *q, int32_t group, const float *keys, cons
     default: break;
     }
 #endif
-    for (int32_t g = 0; g < group; g++) {
+    for (int32_t g = 0; g < group && !resume; g++) {
         m[g] = -INFINITY; l[g] = 0;
         for (int32_t d = 0; d < head_dim; d++) acc[(int64_t)g * head_dim + d] = 0;
     }
     // chunks outer, heads inner: a chunk's keys and values are read from memory once for the whole group; the
     // next chunk's rows are prefetched meanwhile (rows `stride` apart: contiguous in a head-major cache, but not in a
     // position-major one)
-    for (int64_t j = j0; j < j1; j += TK_ATT_CHUNK) {
-        const int64_t count = j1 - j < TK_ATT_CHUNK ? j1 - j : TK_ATT_CHUNK;
+    for (int64_t j = j0, count; j < j1; j += count) {
+        const int64_t room = TK_ATT_CHUNK - j % TK_ATT_CHUNK;   // chunks end at rows that are multiples of 16
+        count = j1 - j < room ? j1 - j : room;
         const int64_t ahead = j1 - j - count < TK_ATT_CHUNK ? j1 - j - count : TK_ATT_CHUNK;
         for (int64_t t = 0; t < ahead; t++) {
             const float *kt = keys + (j + count + t) * stride, *vt = values + (j + count + t) * stride;

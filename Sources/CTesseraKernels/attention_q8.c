@@ -64,19 +64,21 @@ TK_INLINE const uint8_t *kv_row(const uint8_t *base, const tk_kv_head *h, int64_
 /// their sum; ACCUM(h, j, cn, p, f, acc) sets acc = f·acc + Σ_c p[c]·v of positions j ..< j + cn.
 /// acc starts zeroed; f = exp(old max − new max) (0 for the first chunk, 1 while the max holds).
 #define TK_KV_PARTIAL(target, name, SCORE, EXPS, ACCUM)                                         \
-    static target void name(const tk_kv_head *h, int64_t n, float *m, float *l, float *acc) {  \
-        float top = -INFINITY, sum = 0, s[TK_KV_CHUNK];                                        \
-        for (int64_t j = 0; j < n; j += TK_KV_CHUNK) {                                         \
-            const int cn = (int)(n - j < TK_KV_CHUNK ? n - j : TK_KV_CHUNK);                   \
+    static target void name(const tk_kv_head *h, int64_t phase, int64_t n, float *m, float *l,  \
+                            float *acc) {                                                      \
+        float top = *m, sum = *l, s[TK_KV_CHUNK];                                              \
+        for (int64_t j = 0, cn; j < n; j += cn) {                                              \
+            const int64_t room = TK_KV_CHUNK - (phase + j) % TK_KV_CHUNK;                      \
+            cn = n - j < room ? n - j : room;                                                  \
             float peak = top;                                                                  \
             for (int c = 0; c < cn; c++) {                                                     \
                 s[c] = SCORE(h, j + c) * h->scale;                                             \
                 peak = s[c] > peak ? s[c] : peak;                                              \
             }                                                                                  \
-            const float f = j == 0 ? 0.0f : expf(top - peak);                                  \
+            const float f = top == -INFINITY ? 0.0f : expf(top - peak);                        \
             top = peak;                                                                        \
-            sum = sum * f + EXPS(s, cn, top);                                                  \
-            ACCUM(h, j, cn, s, f, acc);                                                        \
+            sum = sum * f + EXPS(s, (int)cn, top);                                             \
+            ACCUM(h, j, (int)cn, s, f, acc);                                                   \
         }                                                                                      \
         *m = top;                                                                              \
         *l = sum;                                                                              \
@@ -264,11 +266,13 @@ TK_KV_PARTIAL(TK_AVX2, partial_avx2, score_avx2, exps_avx2, accum_avx2)
 
 void tk_attention_q8_partial(const float *q, const void *keys, const void *values, int64_t j0, int64_t j1,
                              size_t row_bytes, int64_t kv_dim, int32_t head_dim, int32_t kv_head, float scale,
-                             float *m, float *l, float *acc) {
+                             float *m, float *l, float *acc, int32_t resume) {
     if (head_dim <= 0) return;
-    for (int32_t i = 0; i < head_dim; i++) acc[i] = 0;
-    *m = -INFINITY;
-    *l = 0;
+    if (!resume) {
+        for (int32_t i = 0; i < head_dim; i++) acc[i] = 0;
+        *m = -INFINITY;
+        *l = 0;
+    }
     if (j1 <= j0) return;
     const int64_t B = kv_block(head_dim), off = (int64_t)kv_head * head_dim;
     const tk_kv_head h = {
@@ -276,7 +280,7 @@ void tk_attention_q8_partial(const float *q, const void *keys, const void *value
         .v = (const uint8_t *)values + (size_t)j0 * row_bytes + off, .row_bytes = row_bytes,
         .d_offset = kv_dim - off + 4 * (off / B), .head_dim = head_dim, .block = B, .scale = scale,
     };
-    void (*partial)(const tk_kv_head *, int64_t, float *, float *, float *) = partial_portable;
+    void (*partial)(const tk_kv_head *, int64_t, int64_t, float *, float *, float *) = partial_portable;
 #if TK_X86
     switch (tk_cpu_level()) {
     case TK_LEVEL_AVX512: partial = partial_avx512; break;
@@ -284,7 +288,7 @@ void tk_attention_q8_partial(const float *q, const void *keys, const void *value
     default: break;
     }
 #endif
-    partial(&h, j1 - j0, m, l, acc);
+    partial(&h, j0, j1 - j0, m, l, acc);
 }
 
 void tk_attention_combine(const float *m, const float *l, const float *acc, int32_t parts, int32_t head_dim,

@@ -31,24 +31,45 @@ struct AblationBench: ParsableCommand {
         var model: String? = nil
     }
 
+    static let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "children", "watch"]
+
     func run() throws {
         let root = try repositoryRoot()
         let worker = root.appendingPathComponent(".build/release/infer-worker")
         let modelPath = model ?? root.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
         let groups = Set((only ?? "kv,fusion,arithmetic,int8,kvcache8,batch").split(separator: ",").map(String.init))
         let floatPath = floatModel ?? root.appendingPathComponent("models/SmolLM2-135M-Instruct.F32.gguf").path
-        if groups.contains("int8") && !FileManager.default.fileExists(atPath: floatPath) {
-            guard floatModel == nil else { throw ValidationError("no float model at \(floatPath)") }
-            print("making \(floatPath) (the default model dequantized to float32) with infer-worker quantize --type f32")
-            let (status, _, err) = try runCapturing(worker, ["quantize", "--model", modelPath, "--type", "f32", "--out", floatPath])
-            guard status == 0 else { throw ValidationError("quantize failed: \(err.suffix(1500))") }
-        }
-        let fast = ["--fast"]
+        if groups.contains("int8") { try ensureFloatModel(floatPath, from: modelPath, worker: worker) }
+        let variants = self.variants(groups, floatPath: floatPath)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-ablation-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+
+        print("infer-bench ablation: \(modelPath); \(threads) threads; ~\(promptTokens)-token prompts; \(genTokens) generated tokens (\(kvTokens) in the KV rows); median of \(runs) alternating runs")
+        let samples = try measure(variants, worker: worker, model: modelPath, scratch: scratch)
+        let perplexities = groups.contains("int8")
+            ? try self.perplexities(worker: worker, floatPath: floatPath, reference: root.deletingLastPathComponent()
+                .appendingPathComponent("shared/reference/ppl.txt").path)
+            : [:]
+        try report(variants, samples, perplexities)
+    }
+
+    /// Makes the float32 model of the INT8 rows from the default model when it is missing.
+    func ensureFloatModel(_ floatPath: String, from modelPath: String, worker: URL) throws {
+        guard !FileManager.default.fileExists(atPath: floatPath) else { return }
+        guard floatModel == nil else { throw ValidationError("no float model at \(floatPath)") }
+        print("making \(floatPath) (the default model dequantized to float32) with infer-worker quantize --type f32")
+        let (status, _, err) = try runCapturing(worker, ["quantize", "--model", modelPath, "--type", "f32", "--out", floatPath])
+        guard status == 0 else { throw ValidationError("quantize failed: \(err.suffix(1500))") }
+    }
+
+    /// The variants of the chosen groups, in table order; each group's first row is what the others compare to.
+    func variants(_ groups: Set<String>, floatPath: String) -> [Variant] {
+        let fast = ["--fast"], kv = ["--max-tokens", "\(kvTokens)"]
         var variants: [Variant] = []
         if groups.contains("kv") {
-            variants += [Variant(group: "kv", name: "KV cache on", arguments: fast + ["--max-tokens", "\(kvTokens)"]),
-                         Variant(group: "kv", name: "KV cache off (--no-kv-cache)",
-                                 arguments: fast + ["--max-tokens", "\(kvTokens)", "--no-kv-cache"])]
+            variants += [Variant(group: "kv", name: "KV cache on", arguments: fast + kv),
+                         Variant(group: "kv", name: "KV cache off (--no-kv-cache)", arguments: fast + kv + ["--no-kv-cache"])]
         }
         if groups.contains("fusion") {
             variants += [Variant(group: "fusion", name: "fused operators", arguments: fast),
@@ -64,64 +85,67 @@ struct AblationBench: ParsableCommand {
                                  model: floatPath)]
         }
         if groups.contains("kvcache8") {
-            variants += [Variant(group: "kvcache8", name: "f32 KV cache", arguments: fast + ["--max-tokens", "\(kvTokens)"]),
+            variants += [Variant(group: "kvcache8", name: "f32 KV cache", arguments: fast + kv),
                          Variant(group: "kvcache8", name: "8-bit KV cache (--kv-cache q8_0)",
-                                 arguments: fast + ["--max-tokens", "\(kvTokens)", "--kv-cache", "q8_0"])]
+                                 arguments: fast + kv + ["--kv-cache", "q8_0"])]
         }
         if groups.contains("batch") {
             for b in batches.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
                 variants.append(Variant(group: "batch", name: "batch \(b)", arguments: fast, prompts: b))
             }
         }
-        let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "children", "watch"]
-        func prompt(_ i: Int) -> String {
-            (0..<max(1, promptTokens * 3 / 4)).map { words[($0 + i) % words.count] }.joined(separator: " ")
-        }
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-ablation-\(getpid())")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        return variants
+    }
 
-        print("infer-bench ablation: \(modelPath); \(threads) threads; ~\(promptTokens)-token prompts; \(genTokens) generated tokens (\(kvTokens) in the KV rows); median of \(runs) alternating runs")
-        // Variants with identical runs (the plain fast run is the baseline of several groups) are measured once
-        // per round and share their samples.
-        func arguments(_ variant: Variant) throws -> [String] {
-            var args = ["generate", "--model", variant.model ?? modelPath, "--temperature", "0", "--ignore-eos",
-                        "--threads", "\(threads)", "--format", "jsonl"]
-            if !variant.arguments.contains("--max-tokens") { args += ["--max-tokens", "\(genTokens)"] }
-            if variant.prompts == 1 {
-                args += ["--prompt", prompt(0)]
-            } else {
-                let file = scratch.appendingPathComponent("prompts-\(variant.prompts).txt")
-                try (0..<variant.prompts).map(prompt).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
-                args += ["--prompts-file", file.path]
-            }
-            return args + variant.arguments
+    /// The infer-worker arguments of one variant (its prompts file written into `scratch` when it has several).
+    func arguments(_ variant: Variant, model: String, scratch: URL) throws -> [String] {
+        func prompt(_ i: Int) -> String {
+            (0..<max(1, promptTokens * 3 / 4)).map { Self.words[($0 + i) % Self.words.count] }.joined(separator: " ")
         }
+        var args = ["generate", "--model", variant.model ?? model, "--temperature", "0", "--ignore-eos",
+                    "--threads", "\(threads)", "--format", "jsonl"]
+        if !variant.arguments.contains("--max-tokens") { args += ["--max-tokens", "\(genTokens)"] }
+        if variant.prompts == 1 {
+            args += ["--prompt", prompt(0)]
+        } else {
+            let file = scratch.appendingPathComponent("prompts-\(variant.prompts).txt")
+            try (0..<variant.prompts).map(prompt).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+            args += ["--prompts-file", file.path]
+        }
+        return args + variant.arguments
+    }
+
+    /// Every variant's samples, runs alternating in order; variants with identical runs (the plain fast run is the
+    /// baseline of several groups) are measured once per round and share their samples.
+    func measure(_ variants: [Variant], worker: URL, model: String, scratch: URL) throws -> [[WorkerReport]] {
+        let perVariant = try variants.map { try arguments($0, model: model, scratch: scratch) }
         var runs: [[String]] = []
-        for variant in variants {
-            let args = try arguments(variant)
-            if !runs.contains(args) { runs.append(args) }
-        }
+        for args in perVariant where !runs.contains(args) { runs.append(args) }
         var measured = [[WorkerReport]](repeating: [], count: runs.count)
         for r in 0..<self.runs {
             for i in (r % 2 == 0 ? Array(runs.indices) : runs.indices.reversed()) {
                 measured[i].append(try WorkerReport.run(worker, runs[i], what: runs[i].joined(separator: " ")))
             }
         }
-        let samples = try variants.map { measured[runs.firstIndex(of: try arguments($0))!] }
+        return perVariant.map { measured[runs.firstIndex(of: $0)!] }
+    }
+
+    /// Perplexity on the reference text of the float32 model and of its Q8_0-at-load conversion.
+    func perplexities(worker: URL, floatPath: String, reference: String) throws -> [String: Double] {
         var perplexities: [String: Double] = [:]
-        if groups.contains("int8") {
-            for (name, extra) in [("F32 weights", [String]()), ("Q8_0 at load (--quantize q8_0)", ["--quantize", "q8_0"])] {
-                let (status, out, err) = try runCapturing(worker, ["perplexity", "--model", floatPath, "--file",
-                    root.deletingLastPathComponent().appendingPathComponent("shared/reference/ppl.txt").path] + extra)
-                if status == 0, let value = out.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
-                    perplexities[name] = value
-                } else {
-                    print("(perplexity for \(name) unavailable: \(err.suffix(300)))")
-                }
+        for (name, extra) in [("F32 weights", [String]()), ("Q8_0 at load (--quantize q8_0)", ["--quantize", "q8_0"])] {
+            let (status, out, err) = try runCapturing(worker, ["perplexity", "--model", floatPath, "--file", reference] + extra)
+            if status == 0, let value = out.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
+                perplexities[name] = value
+            } else {
+                print("(perplexity for \(name) unavailable: \(err.suffix(300)))")
             }
         }
+        return perplexities
+    }
 
+    /// The table and the CSV: medians per variant, each against its group's first row.
+    func report(_ variants: [Variant], _ samples: [[WorkerReport]], _ perplexities: [String: Double]) throws {
         var rows = ["group,variant,decode_tokens_per_s,prompt_tokens_per_s,weights_MiB,peak_MiB,ratio_to_first,perplexity"]
         print("\(pad("group", 11))\(pad("variant", 34))  decode tok/s  prompt tok/s  weights MiB  peak MiB  vs first  perplexity")
         var first: [String: Double] = [:]
@@ -148,6 +172,7 @@ struct AblationBench: ParsableCommand {
 
 /// The speed report an infer-worker run prints on stderr.
 struct WorkerReport {
+    var promptTokens = 0.0
     var promptTokensPerSecond = 0.0
     var decodeTokensPerSecond = 0.0
     var weightsMiB = 0.0
@@ -169,7 +194,7 @@ struct WorkerReport {
         let numbers = line.replacingOccurrences(of: ",", with: " ").replacingOccurrences(of: ";", with: " ")
             .split(separator: " ").compactMap { Double($0) }
         guard numbers.count >= 7 else { return nil }
-        return WorkerReport(promptTokensPerSecond: numbers[1], decodeTokensPerSecond: numbers[3], weightsMiB: numbers[5],
+        return WorkerReport(promptTokens: numbers[0], promptTokensPerSecond: numbers[1], decodeTokensPerSecond: numbers[3], weightsMiB: numbers[5],
                             peakMiB: numbers[6])
     }
 }

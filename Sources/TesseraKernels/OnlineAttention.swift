@@ -2,22 +2,53 @@
 // no score matrix, split over positions when there are too few heads to keep every thread busy.
 import CTesseraKernels
 
-/// How cached keys and values of one position are stored.
+/// How cached keys and values of one position are stored inside a KV block.
 public enum KVLayout: Sendable, Equatable {
-    /// float32: position p of KV head k at `p · stride + k · headStride` floats (heads side by side in a row:
-    /// stride = kvDim, headStride = headDim; head-major: stride = headDim, headStride = positions · headDim).
+    /// float32: row r of a block, KV head k at `r · stride + k · headStride` floats from the block's base (heads
+    /// side by side in a row: stride = kvDim, headStride = headDim; head-major: stride = headDim, headStride =
+    /// blockSize · headDim).
     case float(stride: Int, headStride: Int)
-    /// 8-bit rows (`KVRowQ8`) of `rowBytes` bytes holding `kvDim` values.
+    /// 8-bit rows (`KVRowQ8`) of `rowBytes` bytes holding `kvDim` values, row r of a block at `r · rowBytes`.
     case q8(rowBytes: Int, kvDim: Int)
 }
 
-/// One query token's cached keys and values: positions `0..<length` from `keys`/`values`.
-public struct AttentionSpan {
+/// Where one block of a sequence's cached positions lives: the keys and the values of `blockSize` consecutive
+/// positions, each laid out as the cache's `KVLayout` says. (Two pointers, keys first: the C kernels read a block
+/// table as pairs.)
+public struct KVBlock {
     public var keys: UnsafeRawPointer
     public var values: UnsafeRawPointer
+    public init(keys: UnsafeRawPointer, values: UnsafeRawPointer) { self.keys = keys; self.values = values }
+}
+
+/// One query token's cached keys and values: positions `first ..< first + length` of a sequence whose block table
+/// is `blocks` (block b holds positions `b · blockSize ..< (b + 1) · blockSize`). A dense cache hands out a table
+/// of one block of its whole context; a paged cache its per-sequence table. Attention never copies positions: it
+/// walks the blocks in order.
+public struct AttentionSpan {
+    public var blocks: UnsafePointer<KVBlock>
+    public var blockSize: Int
+    public var first: Int
     public var length: Int
-    public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, length: Int) {
-        self.keys = keys; self.values = values; self.length = length
+    public init(blocks: UnsafePointer<KVBlock>, blockSize: Int, first: Int, length: Int) {
+        self.blocks = blocks; self.blockSize = blockSize; self.first = first; self.length = length
+    }
+
+    /// Calls `body(block, row, count)` for each run of rows inside one block covering span positions `j0 ..< j1`
+    /// (span-relative), in order: `count` rows of `block` from row `row`.
+    @inline(__always)
+    public func forEachRun(_ j0: Int, _ j1: Int, _ body: (KVBlock, Int, Int) -> Void) {
+        var j = j0
+        while j < j1 {
+            let a = first &+ j, b = a / blockSize, row = a &- b &* blockSize, count = min(blockSize &- row, j1 &- j)
+            body(blocks[b], row, count)
+            j &+= count
+        }
+    }
+
+    /// The block table as the C kernels read it (key and value pointer pairs).
+    var table: UnsafePointer<UnsafeRawPointer?> {
+        UnsafeRawPointer(blocks).assumingMemoryBound(to: UnsafeRawPointer?.self)
     }
 }
 
@@ -131,21 +162,35 @@ public struct OnlineAttention {
         }
     }
 
+    /// Walks the span's positions `j0 ..< j1` block by block, carrying one online softmax across blocks (the
+    /// kernels resume from the previous block's max, sum and accumulator).
     @inline(__always)
     private func partial(_ q: UnsafePointer<Float>, _ span: AttentionSpan, kvHead: Int, _ j0: Int, _ j1: Int,
                          m: UnsafeMutablePointer<Float>, l: UnsafeMutablePointer<Float>, acc: UnsafeMutablePointer<Float>) {
-        let g = group
-        switch layout {   // both kernels give (−inf, 0, zeros) for an empty range
+        let g = group, hd = headDim
+        guard j1 > j0 else {   // (−inf, 0, zeros), as both kernels give for an empty range
+            for h in 0..<g { m[h] = -.infinity; l[h] = 0 }
+            acc.initialize(repeating: 0, count: g &* hd)
+            return
+        }
+        var resume: Int32 = 0
+        switch layout {
         case .float(let stride, let headStride):
             let offset = kvHead &* headStride
-            tk_attention_partial(q, Int32(g), span.keys.assumingMemoryBound(to: Float.self) + offset,
-                                 span.values.assumingMemoryBound(to: Float.self) + offset, Int64(j0), Int64(j1),
-                                 Int64(stride), Int32(headDim), scale, m, l, acc)
+            span.forEachRun(j0, j1) { block, row, count in
+                tk_attention_partial(q, Int32(g), block.keys.assumingMemoryBound(to: Float.self) + offset,
+                                     block.values.assumingMemoryBound(to: Float.self) + offset, Int64(row),
+                                     Int64(row &+ count), Int64(stride), Int32(hd), scale, m, l, acc, resume)
+                resume = 1
+            }
         case .q8(let rowBytes, let kvDim):
-            for h in 0..<g {
-                tk_attention_q8_partial(q + h &* headDim, span.keys, span.values, Int64(j0), Int64(j1), rowBytes,
-                                        Int64(kvDim), Int32(headDim), Int32(kvHead), scale, m + h, l + h,
-                                        acc + h &* headDim)
+            span.forEachRun(j0, j1) { block, row, count in
+                for h in 0..<g {
+                    tk_attention_q8_partial(q + h &* hd, block.keys, block.values, Int64(row), Int64(row &+ count),
+                                            rowBytes, Int64(kvDim), Int32(hd), Int32(kvHead), scale, m + h, l + h,
+                                            acc + h &* hd, resume)
+                }
+                resume = 1
             }
         }
     }

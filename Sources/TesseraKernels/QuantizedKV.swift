@@ -39,7 +39,7 @@ public func attentionPartialQ8(query: UnsafePointer<Float>, keys: UnsafeRawPoint
                                scale: Float, acc: UnsafeMutablePointer<Float>) -> (max: Float, sum: Float) {
     var m: Float = 0, l: Float = 0
     tk_attention_q8_partial(query, keys, values, Int64(positions.lowerBound), Int64(positions.upperBound), rowBytes,
-                            Int64(kvDim), Int32(headDim), Int32(kvHead), scale, &m, &l, acc)
+                            Int64(kvDim), Int32(headDim), Int32(kvHead), scale, &m, &l, acc, 0)
     return (m, l)
 }
 

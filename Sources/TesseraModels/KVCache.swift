@@ -31,11 +31,12 @@ public protocol KVCache: AnyObject {
     func offset(of sequence: Int) -> Int
     /// Marks positions `0..<offset` of `sequence` valid (`offset <= contextLength`).
     func setOffset(_ offset: Int, of sequence: Int)
-    /// How a position's keys and values are stored (what attention kernels read).
+    /// How a position's keys and values are stored inside a block (what attention kernels read).
     var layout: KVLayout { get }
     /// Stores the key and value (`kvDim` floats each) of `position`.
     func write(layer: Int, sequence: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>)
-    /// Positions `first ..< first + length` of `sequence` for an attention kernel.
+    /// Positions `first ..< first + length` of `sequence` for an attention kernel: the sequence's block table for
+    /// `layer` (valid until the next `write` or `setOffset`), never a copy of the positions.
     func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan
 }
 
@@ -49,9 +50,9 @@ extension KVCache {
     public func reset(sequence: Int) { setOffset(0, of: sequence) }
 }
 
-/// Keys and values in one preallocated block each, per sequence and layer: float32 head-major
-/// (`[kvHeads][contextLength][headDim]`, so attention streams each KV head's positions contiguously), 8-bit as
-/// `[contextLength]` rows of `KVRowQ8`.
+/// Keys and values in one preallocated block each, per sequence and layer — the one-block case of a block table:
+/// float32 head-major (`[kvHeads][contextLength][headDim]`, so attention streams each KV head's positions
+/// contiguously), 8-bit as `[contextLength]` rows of `KVRowQ8`.
 public final class DenseKVCache: KVCache {
     public let layers: Range<Int>
     public let sequenceCount: Int
@@ -66,6 +67,7 @@ public final class DenseKVCache: KVCache {
     private let valueStorage: UnsafeMutableRawPointer  // (sequence, layer) blocks of contextLength positions
     private let layerStride: Int                    // bytes: contextLength · rowBytes
     private let sequenceStride: Int                 // bytes: layers.count · layerStride
+    private let tables: UnsafeMutablePointer<KVBlock>  // (sequence, layer): each one block of contextLength positions
 
     /// Reserves storage for `sequences` slots of `contextLength` positions over `layers` of `kvDim` values per
     /// position in heads of `headDim` (the float layout is per head; 8-bit blocks never span two heads).
@@ -89,10 +91,14 @@ public final class DenseKVCache: KVCache {
                                : .q8(rowBytes: row, kvDim: kvDim)
         layerStride = a; sequenceStride = b
         offsets = Array(repeating: 0, count: sequences)
+        tables = .allocate(capacity: sequences * layers.count)
+        for i in 0..<(sequences * layers.count) {
+            tables[i] = KVBlock(keys: UnsafeRawPointer(k + i * a), values: UnsafeRawPointer(v + i * a))
+        }
     }
 
     deinit {
-        free(keyStorage); free(valueStorage)
+        free(keyStorage); free(valueStorage); tables.deallocate()
     }
 
     /// Bytes of keys and values together.
@@ -130,8 +136,7 @@ public final class DenseKVCache: KVCache {
     }
 
     public func span(layer: Int, sequence: Int, first: Int, length: Int) -> AttentionSpan {
-        let offset = at(layer, sequence, first)
-        return AttentionSpan(keys: UnsafeRawPointer(keyStorage + offset), values: UnsafeRawPointer(valueStorage + offset),
-                             length: length)
+        AttentionSpan(blocks: tables + (sequence &* layers.count &+ layer &- layers.lowerBound),
+                      blockSize: contextLength, first: first, length: length)
     }
 }

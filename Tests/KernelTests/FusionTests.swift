@@ -149,11 +149,12 @@ final class FusionTests: XCTestCase {
             let q = (0..<(lengths.count * heads * headDim)).map { _ in rng.float(2) }
             var exact = [Float](repeating: 0, count: q.count)
             var scores = [Float](repeating: 0, count: 1000)
+            let dense = ScatteredBlocks(keys: k, values: v, rows: 1000, rowFloats: kvDim, blockSize: 1000)
             for (i, length) in lengths.enumerated() {
                 var out = [Float](repeating: 0, count: heads * headDim)
-                attention(query: Array(q[(i * heads * headDim)...]), keys: k, values: v, length: length,
-                          kvStride: kvDim, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
-                          scores: &scores, output: &out)
+                attention(query: Array(q[(i * heads * headDim)...]), span: dense.span(first: 0, length: length),
+                          kvStride: kvDim, kvHeadStride: headDim, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                          scale: scale, scores: &scores, output: &out)
                 exact.replaceSubrange((i * heads * headDim)..<((i + 1) * heads * headDim), with: out)
             }
             forEachLevel { level in
@@ -165,15 +166,10 @@ final class FusionTests: XCTestCase {
                         var out = [Float](repeating: .nan, count: tokens * heads * headDim + 1)
                         var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(heads: heads, headDim: headDim,
                                                                                                threads: threads))
-                        k.withUnsafeBytes { kb in v.withUnsafeBytes { vb in
-                            var spans = (0..<tokens).map { i in
-                                AttentionSpan(keys: kb.baseAddress!, values: vb.baseAddress!,
-                                              length: tokens == 1 ? 1000 : lengths[i])
-                            }
-                            job(queries: tokens == 1 ? Array(q[(3 * heads * headDim)...]) : q, queryStride: heads * headDim,
-                                spans: &spans, tokens: tokens, output: &out, outputStride: heads * headDim,
-                                partials: &partials)
-                        } }
+                        var spans = (0..<tokens).map { i in dense.span(first: 0, length: tokens == 1 ? 1000 : lengths[i]) }
+                        job(queries: tokens == 1 ? Array(q[(3 * heads * headDim)...]) : q, queryStride: heads * headDim,
+                            spans: &spans, tokens: tokens, output: &out, outputStride: heads * headDim,
+                            partials: &partials)
                         XCTAssertTrue(out[tokens * heads * headDim].isNaN, "wrote past the output")
                         let offset = tokens == 1 ? 3 * heads * headDim : 0
                         for j in 0..<(tokens * heads * headDim) {

@@ -92,20 +92,24 @@ int32_t tk_pack(uint32_t ggml_type, const void *weights, size_t row_bytes, int64
 /// gate[i] = silu(gate[i]) · up[i] with a vectorised exp (relative error ~1e-7 against expf).
 void tk_silu_mul(float *gate, const float *up, int64_t count);
 
-/// Attention of one query position: query [heads × head_dim]; keys, values: position p of KV head k at
-/// p · kv_stride + k · head_stride floats; query head h reads KV head h / (heads / kv_heads); scores [length]
-/// scratch; output [heads × head_dim]. FMA dot products and a vectorised exp: equal to the exact form up to rounding.
-void tk_attention(const float *query, const float *keys, const float *values, int64_t length, int64_t kv_stride,
-                  int64_t head_stride, int32_t heads, int32_t kv_heads, int32_t head_dim, float scale, float *scores,
-                  float *output);
+/// Attention of one query position over positions first ..< first + length of a block table: block b holds
+/// positions b·block_size ..< (b+1)·block_size, its keys at blocks[2b] and its values at blocks[2b+1]; inside a
+/// block, position r of KV head k is at r · kv_stride + k · head_stride floats (a dense cache is one block).
+/// query [heads × head_dim]; query head h reads KV head h / (heads / kv_heads); scores [length] scratch; output
+/// [heads × head_dim]. FMA dot products and a vectorised exp: equal to the exact form up to rounding.
+void tk_attention(const float *query, const void *const *blocks, int64_t block_size, int64_t first, int64_t length,
+                  int64_t kv_stride, int64_t head_stride, int32_t heads, int32_t kv_heads, int32_t head_dim,
+                  float scale, float *scores, float *output);
 
 /// Partial attention of `group` query heads sharing one KV head (`q`: group × head_dim) over positions j0 ..< j1 of
 /// float keys/values `stride` floats apart, already offset to that KV head: an online softmax over chunks of 16
 /// positions (no score array), chunks outer and heads inner so each chunk is read from memory once for the group.
 /// Writes per head g: m[g] = max score, l[g] = Σ exp(s − m[g]), acc[g · head_dim + d] = Σ exp(s − m[g])·v[d], with
-/// s = scale·q·k; an empty range gives m = −inf, l = 0, acc = 0.
+/// s = scale·q·k; an empty range gives m = −inf, l = 0, acc = 0. With `resume` set, m, l and acc hold a previous
+/// range's results and are carried on (how a span that crosses KV blocks is walked, block by block).
 void tk_attention_partial(const float *q, int32_t group, const float *keys, const float *values, int64_t j0,
-                          int64_t j1, int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc);
+                          int64_t j1, int64_t stride, int32_t head_dim, float scale, float *m, float *l, float *acc,
+                          int32_t resume);
 
 // MARK: - Quantized KV cache
 
@@ -123,12 +127,13 @@ void tk_kv_q8_dequantize(const void *src, int64_t kv_dim, int32_t head_dim, floa
 /// Partial attention of one query head `q[head_dim]` over positions j0 ..< j1 of KV head `kv_head`, rows
 /// `row_bytes` apart starting at `keys`/`values`. Writes *m = max score·scale, *l = Σ exp(s − m),
 /// acc[d] = Σ exp(s − m)·v[d].
-/// An empty range (j1 <= j0) writes m = −inf, l = 0, acc = 0.
+/// An empty range (j1 <= j0) writes m = −inf, l = 0, acc = 0; with `resume` set, *m, *l and acc hold a previous
+/// range's results and are carried on.
 /// Online softmax over chunks of 16 positions (no score array of the range); scores are
 /// scale · Σ_blocks d · Σ q[i]·k[i] with the query in float; a vectorised exp at the SIMD levels.
 void tk_attention_q8_partial(const float *q, const void *keys, const void *values, int64_t j0, int64_t j1,
                              size_t row_bytes, int64_t kv_dim, int32_t head_dim, int32_t kv_head, float scale,
-                             float *m, float *l, float *acc);
+                             float *m, float *l, float *acc, int32_t resume);
 /// Merges partial results of `parts` splits of one head — split p's max m[p · part_stride], sum l[p · part_stride]
 /// and accumulator acc + p · acc_stride — into out[head_dim] = Σ acc·e^(m − M) / Σ l·e^(m − M), M the largest m
 /// (splits with m = −inf weigh nothing; at least one must be non-empty). `out` may be `acc` itself.

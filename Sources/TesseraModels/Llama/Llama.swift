@@ -265,10 +265,9 @@ public final class LlamaModel: LanguageModel {
                     let p = batch.positions[t], first = config.slidingWindow.map { max(0, p - $0 + 1) } ?? 0
                     let span = cache.span(layer: l, sequence: batch.sequences[t], first: first, length: p - first + 1)
                     TesseraKernels.attention(
-                        query: ws.q + i * qDim, keys: span.keys.assumingMemoryBound(to: Float.self),
-                        values: span.values.assumingMemoryBound(to: Float.self), length: span.length,
-                        kvStride: stride, kvHeadStride: headStride, heads: att.headCount, kvHeads: att.kvHeadCount,
-                        headDim: headDim, scale: scale, scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
+                        query: ws.q + i * qDim, span: span, kvStride: stride, kvHeadStride: headStride,
+                        heads: att.headCount, kvHeads: att.kvHeadCount, headDim: headDim, scale: scale,
+                        scores: ws.scores, output: ws.attn + i * qDim, mode: mode)
                 }
             }
         }
