@@ -79,16 +79,27 @@ TK_INLINE TK_AVX2 __m256i nibbles(const uint8_t *qs) {
     return _mm256_and_si256(_mm256_setr_m128i(q, _mm_srli_epi16(q, 4)), _mm256_set1_epi8(0x0F));
 }
 
+/// 0x10 in byte j where bit j of the 32 bits at `qh` is set (a Q5 block's fifth bits, elements in order).
+TK_INLINE TK_AVX2 __m256i fifth_bits(const uint8_t *qh) {
+    uint32_t bits;
+    memcpy(&bits, qh, 4);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+
 /// Σ u8·s8 over 32 bytes as eight int32 lanes.
 TK_INLINE TK_AVX2 __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/// One tile over blocks of 32; KIND 0: Q4_0, 1: Q4_1, 2: Q8_0.
+/// One tile over blocks of 32; KIND 0: Q4_0, 1: Q4_1, 2: Q8_0, 3: Q5_0, 4: Q5_1.
 TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR,
                                 const int KIND) {
     const int64_t cols = a->cols, nb = cols / 32;
-    const size_t bytes = KIND == 0 ? TK_Q4_0_BYTES : KIND == 1 ? TK_Q4_1_BYTES : TK_Q8_0_BYTES;
+    const size_t bytes = tk_q32_block_bytes(KIND);
+    const int minimum = KIND == 1 || KIND == 4;   // d·q + m: the m·Σa term is added apart
     const uint8_t *w[4]; const int8_t *q[4]; const float *d[4], *s[4];
     __m256 acc[4][4]; float macc[4][4];
     for (int m = 0; m < MR; m++) w[m] = TK_WROW(a, r, m);
@@ -104,6 +115,11 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
             dw[m] = tk_half_at(blk);
             if (KIND == 0) wv[m] = nibbles(blk + 2);
             if (KIND == 1) { wv[m] = nibbles(blk + 4); mw[m] = tk_half_at(blk + 2); }
+            if (KIND == 3) wv[m] = _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));   // d(0) qh(2) qs(6)
+            if (KIND == 4) {                                                                 // d(0) m(2) qh(4) qs(8)
+                wv[m] = _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
+                mw[m] = tk_half_at(blk + 2);
+            }
             if (KIND == 2) {
                 wv[m] = _mm256_loadu_si256((const __m256i *)(blk + 2));
                 wa[m] = _mm256_abs_epi8(wv[m]);
@@ -112,13 +128,15 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
         for (int k = 0; k < NR; k++) {
             const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 32 * b));
             const float da = d[k][b];
-            const __m256i c8 = KIND == 0 ? dot_u8s8(_mm256_set1_epi8(8), av) : _mm256_setzero_si256();
+            // Q4_0 and Q5_0 store q + 8 and q + 16: Σ(u − c)·a = Σ u·a − c·Σa
+            const __m256i c8 = KIND == 0 || KIND == 3 ? dot_u8s8(_mm256_set1_epi8(KIND == 0 ? 8 : 16), av)
+                                                      : _mm256_setzero_si256();
             for (int m = 0; m < MR; m++) {
                 __m256i p;
                 if (KIND == 2) p = dot_u8s8(wa[m], _mm256_sign_epi8(av, wv[m]));   // |w| · (a·sign w)
                 else p = _mm256_sub_epi32(dot_u8s8(wv[m], av), c8);
                 acc[m][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw[m] * da), acc[m][k]);
-                if (KIND == 1) macc[m][k] += mw[m] * s[k][b];
+                if (minimum) macc[m][k] += mw[m] * s[k][b];
             }
         }
     }
@@ -128,9 +146,13 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
 #define Q4_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 0)
 #define Q4_1_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 1)
 #define Q8_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 2)
+#define Q5_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 3)
+#define Q5_1_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 4)
 TK_DRIVER(TK_AVX2, q4_0_rows, Q4_0_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q4_1_rows, Q4_1_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q8_0_rows, Q8_0_TILE, 2, 4, 1)
+TK_DRIVER(TK_AVX2, q5_0_rows, Q5_0_TILE, 2, 4, 1)
+TK_DRIVER(TK_AVX2, q5_1_rows, Q5_1_TILE, 2, 4, 1)
 
 // MARK: - Q4_K, Q6_K weights × Q8_K activations
 
@@ -203,6 +225,8 @@ TK_AVX2 int32_t tk_matmul_avx2(const tk_matmul_args *a, int64_t r0, int64_t r1) 
     case TK_Q4_0: q4_0_rows(a, r0, r1); return 0;
     case TK_Q4_1: q4_1_rows(a, r0, r1); return 0;
     case TK_Q8_0: q8_0_rows(a, r0, r1); return 0;
+    case TK_Q5_0: q5_0_rows(a, r0, r1); return 0;
+    case TK_Q5_1: q5_1_rows(a, r0, r1); return 0;
     case TK_Q4_K: q4_K_rows(a, r0, r1); return 0;
     case TK_Q6_K: q6_K_rows(a, r0, r1); return 0;
     case TK_F32: f32_rows(a, r0, r1); return 0;

@@ -62,7 +62,8 @@ TK_AVX512 void tk_quantize_q8_K_avx512(const float *x, int64_t cols, void *dst) 
 TK_INLINE TK_AVX512 void q32_step(int64_t b, const int full, const int MR, const int NR, const int KIND,
                                   const uint8_t *const *w, const int8_t *const *q, const float *const *d,
                                   const float *const *s, __m512 acc[4][4]) {
-    const size_t bytes = KIND == 0 ? TK_Q4_0_BYTES : KIND == 1 ? TK_Q4_1_BYTES : TK_Q8_0_BYTES;
+    const size_t bytes = tk_q32_block_bytes(KIND);
+    const int minimum = KIND == 1 || KIND == 4;   // d·q + m
     const __m512i zero = _mm512_setzero_si512();
     __m512i wv[4], wa[4]; __mmask64 neg[4]; __m512 dv[4], mv[4];
     for (int m = 0; m < MR; m++) {
@@ -75,14 +76,21 @@ TK_INLINE TK_AVX512 void q32_step(int64_t b, const int full, const int MR, const
             wa[m] = _mm512_abs_epi8(wv[m]);
             neg[m] = _mm512_movepi8_mask(wv[m]);
         } else {           // Q4_0: d(0) qs(2..18); Q4_1: d(0) m(2) qs(4..20) → [lo b, hi b, lo b+1, hi b+1]
-            const int off = KIND == 0 ? 2 : 4;
+            // Q5_0: d(0) qh(2..6) qs(6..22); Q5_1: d(0) m(2) qh(4..8) qs(8..24)
+            const int off = KIND == 0 ? 2 : KIND == 1 ? 4 : KIND == 3 ? 6 : 8;
             __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(b0 + off)));
             v = full ? _mm512_mask_broadcast_i32x4(v, 0xFF00, _mm_loadu_si128((const __m128i *)(b1 + off)))
                      : _mm512_maskz_mov_epi32(0x00FF, v);
             wv[m] = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)),
                                      _mm512_set1_epi8(0x0F));
+            if (KIND >= 3) {   // the fifth bits: bit j of qh is element j's, bytes in element order
+                uint32_t h0, h1 = 0;
+                memcpy(&h0, b0 + off - 4, 4);
+                if (full) memcpy(&h1, b1 + off - 4, 4);
+                wv[m] = _mm512_mask_add_epi8(wv[m], (__mmask64)h0 | (__mmask64)h1 << 32, wv[m], _mm512_set1_epi8(0x10));
+            }
         }
-        if (KIND == 1) {   // [d b, m b, d b+1, m b+1]
+        if (minimum) {     // [d b, m b, d b+1, m b+1]
             uint32_t dm0, dm1 = 0;
             memcpy(&dm0, b0, 4);
             if (full) memcpy(&dm1, b1, 4);
@@ -103,15 +111,16 @@ TK_INLINE TK_AVX512 void q32_step(int64_t b, const int full, const int MR, const
         const __m512 f = _mm512_castps128_ps512(ds);     // [d b, d b+1, s b, s b+1]
         const __m512 dav = _mm512_permutexvar_ps(TK_SPREAD(0, 1), f);
         // Q4_1's m·s is added on all 8 lanes of a block, so s enters as s / 8 (exact)
-        const __m512 sav = KIND == 1 ? _mm512_mul_ps(_mm512_permutexvar_ps(TK_SPREAD(2, 3), f), _mm512_set1_ps(0.125f))
+        const __m512 sav = minimum ? _mm512_mul_ps(_mm512_permutexvar_ps(TK_SPREAD(2, 3), f), _mm512_set1_ps(0.125f))
                                      : _mm512_setzero_ps();
-        // Q4_0: Σ(nibble − 8)·a = Σ nibble·a − 8·Σa; start the sums at −8·Σa
-        const __m512i base = KIND == 0 ? _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(8), av)) : zero;
+        // Q4_0 / Q5_0: Σ(u − c)·a = Σ u·a − c·Σa (c = 8 / 16); start the sums at −c·Σa
+        const __m512i base = KIND == 0 || KIND == 3
+            ? _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(KIND == 0 ? 8 : 16), av)) : zero;
         for (int m = 0; m < MR; m++) {
             const __m512i p = KIND == 2 ? _mm512_dpbusd_epi32(zero, wa[m], _mm512_mask_sub_epi8(av, neg[m], zero, av))
                                         : _mm512_dpbusd_epi32(base, wv[m], av);
             acc[m][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dv[m], dav), acc[m][k]);
-            if (KIND == 1) acc[m][k] = _mm512_fmadd_ps(mv[m], sav, acc[m][k]);
+            if (minimum) acc[m][k] = _mm512_fmadd_ps(mv[m], sav, acc[m][k]);
         }
     }
 }
@@ -135,9 +144,13 @@ TK_INLINE TK_AVX512 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i,
 #define Q4_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 0)
 #define Q4_1_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 1)
 #define Q8_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 2)
+#define Q5_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 3)
+#define Q5_1_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 4)
 TK_DRIVER(TK_AVX512, q4_0_rows, Q4_0_TILE, 4, 2, 1)
 TK_DRIVER(TK_AVX512, q4_1_rows, Q4_1_TILE, 4, 2, 1)
 TK_DRIVER(TK_AVX512, q8_0_rows, Q8_0_TILE, 4, 2, 1)
+TK_DRIVER(TK_AVX512, q5_0_rows, Q5_0_TILE, 4, 2, 1)
+TK_DRIVER(TK_AVX512, q5_1_rows, Q5_1_TILE, 4, 2, 1)
 
 // MARK: - Q4_K, Q6_K weights × Q8_K activations (256-bit, VNNI word dot products)
 
@@ -195,6 +208,8 @@ TK_AVX512 int32_t tk_matmul_avx512(const tk_matmul_args *a, int64_t r0, int64_t 
     case TK_Q4_0: q4_0_rows(a, r0, r1); return 0;
     case TK_Q4_1: q4_1_rows(a, r0, r1); return 0;
     case TK_Q8_0: q8_0_rows(a, r0, r1); return 0;
+    case TK_Q5_0: q5_0_rows(a, r0, r1); return 0;
+    case TK_Q5_1: q5_1_rows(a, r0, r1); return 0;
     case TK_Q4_K: q4_K_rows(a, r0, r1); return 0;
     case TK_Q6_K: q6_K_rows(a, r0, r1); return 0;
     case TK_F32: f32_rows(a, r0, r1); return 0;

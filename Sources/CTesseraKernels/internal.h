@@ -22,12 +22,21 @@
 
 // GGML type ids (GGUF `ggml_type`).
 enum {
-    TK_F32 = 0, TK_F16 = 1, TK_Q4_0 = 2, TK_Q4_1 = 3, TK_Q8_0 = 8,
+    TK_F32 = 0, TK_F16 = 1, TK_Q4_0 = 2, TK_Q4_1 = 3, TK_Q5_0 = 6, TK_Q5_1 = 7, TK_Q8_0 = 8,
     TK_Q4_K = 12, TK_Q6_K = 14, TK_BF16 = 30,
 };
 
 // Block sizes in bytes; byte offsets of the fields are noted where they are read.
-enum { TK_Q4_0_BYTES = 18, TK_Q4_1_BYTES = 20, TK_Q8_0_BYTES = 34, TK_Q4_K_BYTES = 144, TK_Q6_K_BYTES = 210 };
+enum {
+    TK_Q4_0_BYTES = 18, TK_Q4_1_BYTES = 20, TK_Q5_0_BYTES = 22, TK_Q5_1_BYTES = 24, TK_Q8_0_BYTES = 34,
+    TK_Q4_K_BYTES = 144, TK_Q6_K_BYTES = 210,
+};
+
+/// Bytes of one 32-element block by the SIMD levels' KIND numbering: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q5_1.
+TK_INLINE size_t tk_q32_block_bytes(int kind) {
+    static const size_t bytes[] = {TK_Q4_0_BYTES, TK_Q4_1_BYTES, TK_Q8_0_BYTES, TK_Q5_0_BYTES, TK_Q5_1_BYTES};
+    return bytes[kind];
+}
 
 /// IEEE half to float, exact (same values as F16C's vcvtph2ps).
 TK_INLINE float tk_half(uint16_t h) {

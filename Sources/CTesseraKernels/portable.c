@@ -79,6 +79,31 @@ static float dot_q4_1(const uint8_t *w, const void *xq, int64_t cols) {
     return acc;
 }
 
+/// Q5_0: d(0) qh(2..6) qs(6..22); Q5_1: d(0) m(2) qh(4..8) qs(8..24). Element j's fifth bit is bit j of qh; the
+/// value is d·(q − 16) (Q5_0) or d·q + m (Q5_1).
+static float dot_q5(const uint8_t *w, const void *xq, int64_t cols, const int minimum) {
+    const int8_t *q = (const int8_t *)xq;
+    const float *d = tk_q8_0_d(xq, cols), *s = tk_q8_0_s(xq, cols);
+    const size_t bytes = minimum ? TK_Q5_1_BYTES : TK_Q5_0_BYTES;
+    const int qh_at = minimum ? 4 : 2, qs_at = qh_at + 4, bias = minimum ? 0 : 16;
+    float acc = 0;
+    for (int64_t b = 0; b < cols / 32; b++, w += bytes, q += 32) {
+        uint32_t qh;
+        memcpy(&qh, w + qh_at, 4);
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            const int lo = (w[qs_at + j] & 0x0F) | (int)((qh >> j) & 1) << 4;
+            const int hi = (w[qs_at + j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            isum += (lo - bias) * q[j] + (hi - bias) * q[j + 16];
+        }
+        acc += (float)isum * (tk_half_at(w) * d[b]);
+        if (minimum) acc += tk_half_at(w + 2) * s[b];
+    }
+    return acc;
+}
+static float dot_q5_0(const uint8_t *w, const void *xq, int64_t cols) { return dot_q5(w, xq, cols, 0); }
+static float dot_q5_1(const uint8_t *w, const void *xq, int64_t cols) { return dot_q5(w, xq, cols, 1); }
+
 static float dot_q8_0(const uint8_t *w, const void *xq, int64_t cols) {
     const int8_t *q = (const int8_t *)xq;
     const float *d = tk_q8_0_d(xq, cols);
@@ -152,6 +177,8 @@ int32_t tk_matmul_portable(const tk_matmul_args *a, int64_t r0, int64_t r1) {
     switch (a->type) {
     case TK_Q4_0: dot = dot_q4_0; break;
     case TK_Q4_1: dot = dot_q4_1; break;
+    case TK_Q5_0: dot = dot_q5_0; break;
+    case TK_Q5_1: dot = dot_q5_1; break;
     case TK_Q8_0: dot = dot_q8_0; break;
     case TK_Q4_K: dot = dot_q4_K; break;
     case TK_Q6_K: dot = dot_q6_K; break;

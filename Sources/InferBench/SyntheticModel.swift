@@ -18,13 +18,14 @@ struct SyntheticModelCommand: ParsableCommand {
 
     @Option(help: "Output path.") var out: String
     @Option(help: "Shape: \(Preset.allCases.map(\.rawValue).joined(separator: ", ")).") var preset: Preset = .llama1b
-    @Option(help: "Weight type of the linears and embeddings: q8_0, q4_0, f16 or f32.") var type = "q8_0"
+    @Option(help: "Weight type of the linears and embeddings: q8_0, q5_0, q5_1, q4_0, f16 or f32.") var type = "q8_0"
     @Option(help: "Random seed.") var seed: UInt64 = 1
 
     struct Shape { let layers, hidden, heads, kvHeads, ffn, vocab: Int }
 
     func run() throws {
-        let types: [String: GGMLType] = ["q8_0": .q8_0, "q4_0": .q4_0, "f16": .f16, "f32": .f32]
+        let types: [String: GGMLType] = ["q8_0": .q8_0, "q5_0": .q5_0, "q5_1": .q5_1, "q4_0": .q4_0, "f16": .f16,
+                                         "f32": .f32]
         guard let weightType = types[type] else { throw ValidationError("--type must be one of \(types.keys.sorted())") }
         let s = preset == .llama1b ? Shape(layers: 22, hidden: 2048, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000)
                                    : Shape(layers: 4, hidden: 256, heads: 8, kvHeads: 4, ffn: 768, vocab: 2048)
@@ -36,7 +37,7 @@ struct SyntheticModelCommand: ParsableCommand {
             ("llama.block_count", .uint32(UInt32(s.layers))), ("llama.feed_forward_length", .uint32(UInt32(s.ffn))),
             ("llama.attention.head_count", .uint32(UInt32(s.heads))), ("llama.attention.head_count_kv", .uint32(UInt32(s.kvHeads))),
             ("llama.rope.dimension_count", .uint32(UInt32(headDim))), ("llama.rope.freq_base", .float32(10000)),
-            ("llama.attention.layer_norm_rms_epsilon", .float32(1e-5)), ("general.file_type", .uint32(weightType == .q8_0 ? 7 : weightType == .q4_0 ? 2 : weightType == .f16 ? 1 : 0)),
+            ("llama.attention.layer_norm_rms_epsilon", .float32(1e-5)), ("general.file_type", .uint32(weightType.llamaFileType ?? 0)),
         ]
         for (k, v) in meta { try writer.set(k, v) }
         let vocab = Self.vocabulary(size: s.vocab)

@@ -16,11 +16,8 @@ struct QuantizeCommand: ParsableCommand {
             """)
 
     @Option(help: "Input GGUF file.") var model: String
-    @Option(help: "Target type: q8_0, q4_0, f16 or f32.") var type: String
+    @Option(help: "Target type: q8_0, q5_1, q5_0, q4_0, f16 or f32.") var type: String
     @Option(help: "Output GGUF file (written beside it under a temporary name, then renamed; never the input).") var out: String
-
-    /// llama.cpp's `general.file_type` (`llama_ftype`) of a model converted to each type.
-    static let fileTypes: [GGMLType: UInt32] = [.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7]
 
     func validate() throws {
         guard target != nil else {
@@ -32,7 +29,7 @@ struct QuantizeCommand: ParsableCommand {
     private var target: GGMLType? { GGMLType(name: type).flatMap { GGMLType.conversionTypes.contains($0) ? $0 : nil } }
 
     func run() throws {
-        guard let target, let fileType = Self.fileTypes[target] else { throw ValidationError("unknown --type '\(type)'") }
+        guard let target, let fileType = target.llamaFileType else { throw ValidationError("unknown --type '\(type)'") }
         let start = Date()
         let file = try openInput()
         try checkOutput()

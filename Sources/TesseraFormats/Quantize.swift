@@ -3,7 +3,7 @@
 
 extension GGMLType {
     /// Whether `quantize` can produce this type.
-    public var canQuantize: Bool { self == .q8_0 || self == .q4_0 || self == .f32 || self == .f16 }
+    public var canQuantize: Bool { [.q8_0, .q4_0, .q5_0, .q5_1, .f32, .f16].contains(self) }
 
     /// Encodes `count` floats (a whole number of blocks) into `dst`, which holds `byteCount(elements: count)` bytes.
     public func quantize(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutableRawPointer) {
@@ -32,8 +32,39 @@ extension GGMLType {
                     out.storeBytes(of: lo | (hi << 4), toByteOffset: 2 + i, as: UInt8.self)
                 }
             }
+        case .q5_0:
+            for b in 0..<count / 32 {   // d = signed max / −16, q = x / d + 16 in 0...31; d(0) qh(2..6) qs(6..22)
+                let x = src + 32 * b, out = dst + 22 * b
+                var amax: Float = 0, signedMax: Float = 0
+                for i in 0..<32 where abs(x[i]) > amax { amax = abs(x[i]); signedMax = x[i] }
+                let d = signedMax / -16, id: Float = d != 0 ? 1 / d : 0
+                storeQ5(out, d: d, m: nil) { i in UInt8(min(31, Int8(x[i] * id + 16.5))) }
+            }
+        case .q5_1:
+            for b in 0..<count / 32 {   // d = (max − min) / 31, q = (x − min) / d in 0...31; d(0) m(2) qh(4..8) qs(8..24)
+                let x = src + 32 * b, out = dst + 24 * b
+                var lo = x[0], hi = x[0]
+                for i in 1..<32 { lo = min(lo, x[i]); hi = max(hi, x[i]) }
+                let d = (hi - lo) / 31, id: Float = d != 0 ? 1 / d : 0
+                storeQ5(out, d: d, m: lo) { i in UInt8(min(31, Int8((x[i] - lo) * id + 0.5))) }
+            }
         default: break
         }
+    }
+
+    /// Writes a Q5 block: the half scale (and minimum), the fifth bits of the 32 values `q(i)` (0...31) as one
+    /// little-endian word, then their low nibbles (element i and i + 16 share a byte).
+    private func storeQ5(_ out: UnsafeMutableRawPointer, d: Float, m: Float?, _ q: (Int) -> UInt8) {
+        out.storeBytes(of: floatToHalf(d), as: UInt16.self)
+        if let m { out.storeBytes(of: floatToHalf(m), toByteOffset: 2, as: UInt16.self) }
+        let qh = m == nil ? 2 : 4
+        var high: UInt32 = 0
+        for i in 0..<16 {
+            let a = q(i), b = q(i + 16)
+            high |= UInt32(a >> 4) << UInt32(i) | UInt32(b >> 4) << UInt32(i + 16)
+            out.storeBytes(of: (a & 0x0F) | (b & 0x0F) << 4, toByteOffset: qh + 4 + i, as: UInt8.self)
+        }
+        out.storeBytes(of: high.littleEndian, toByteOffset: qh, as: UInt32.self)
     }
 }
 

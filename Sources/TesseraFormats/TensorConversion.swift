@@ -67,7 +67,13 @@ public struct TensorConversionError: Error, CustomStringConvertible {
 
 extension GGMLType {
     /// The types a tensor can be converted to (those `quantize` produces), in the order command lines list them.
-    public static let conversionTypes: [GGMLType] = [.q8_0, .q4_0, .f16, .f32]
+    public static let conversionTypes: [GGMLType] = [.q8_0, .q5_1, .q5_0, .q4_0, .f16, .f32]
+
+    /// llama.cpp's `general.file_type` (`llama_ftype`, LLAMA_FTYPE_MOSTLY_*) of a model whose matrices are all of
+    /// this type, for the types Tessera writes.
+    public var llamaFileType: UInt32? {
+        [GGMLType.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7, .q5_0: 8, .q5_1: 9][self]
+    }
 
     /// The type named `name` (`q8_0`, `Q4_K`, `f16`, ... any case), or nil.
     public init?(name: String) {

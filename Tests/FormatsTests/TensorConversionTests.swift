@@ -6,7 +6,7 @@ import XCTest
 /// `TensorConversion` / `TensorView.converted(to:)` against `GGMLType.quantize` of the dequantized source, the
 /// round-trip error of each target, the per-tensor rule, and the streaming `GGUFWriter.write(to:tensors:produce:)`.
 final class TensorConversionTests: XCTestCase {
-    static let targets: [GGMLType] = [.f32, .f16, .q8_0, .q4_0]
+    static let targets: [GGMLType] = [.f32, .f16, .q8_0, .q5_1, .q5_0, .q4_0]
 
     /// Random bytes for `count` elements of `type` whose half-float fields are all finite: no byte has the five bits
     /// of a half's exponent all set, so every block dequantizes to finite values.
