@@ -32,6 +32,7 @@ extension GenerateCommand {
                    deployment.context, runtime.world.size, runtime.world.size == 1 ? "" : "s",
                    load.compute.mode.description, load.compute.threads, load.compute.threads == 1 ? "" : "s",
                    CPULevel.active.description))
+        if let notice = deployment.slowPathNotice { log("tessera: " + notice) }
         defer { try? deployment.finish() }
 
         let seed = sampling.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))

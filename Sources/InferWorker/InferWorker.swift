@@ -6,7 +6,7 @@ struct InferWorker: ParsableCommand {
         commandName: "infer-worker",
         abstract: "Tessera worker: run it as N MPI ranks (mpirun -n N, or launch/tessera).",
         subcommands: [GenerateCommand.self, PerplexityCommand.self, QuantizeCommand.self, TopologyCommand.self,
-                      SelfTestCommand.self, FaultDrillCommand.self, WorldSizeCommand.self])
+                      SelfTestCommand.self, FaultDrillCommand.self, WorldSizeCommand.self, InspectCommand.self])
 }
 
 /// Options every distributed subcommand takes.

@@ -29,6 +29,7 @@ struct PerplexityCommand: ParsableCommand {
                 options: DeploymentOptions(load: try modelOptions.loadOptions(), sequenceSlots: 1,
                                            context: modelOptions.context ?? max(tokens.count, 1)))
             guard case .coordinator(let executor) = deployment.part else { return try deployment.serve() }
+            if let notice = deployment.slowPathNotice { log("tessera: " + notice) }
             defer { try? deployment.finish() }
             let start = Date()
             let result = try Perplexity.evaluate(tokens, executor: executor)

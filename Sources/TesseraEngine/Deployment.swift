@@ -63,7 +63,17 @@ public final class Deployment {
 
     public var topology: Topology { groups.topology }
 
+    /// How the model was loaded.
+    public let loadOptions: LoadOptions
+
+    /// In `.fast` mode, the notice naming the matrices that have no fast kernel (nil when all have one): the
+    /// coordinator prints it once, so no tensor takes the slow path silently.
+    public var slowPathNotice: String? {
+        loadOptions.compute.mode == .fast ? blueprint.slowPathNotice(quantize: loadOptions.quantize) : nil
+    }
+
     public init(topology: Topology, world: Communicator, source: ModelSource, options: DeploymentOptions) throws {
+        loadOptions = options.load
         groups = try ProcessGroups.build(topology: topology, world: world)
         blueprint = try ModelRegistry.blueprint(of: source)
         guard !options.recompute || world.size == 1 else {
