@@ -89,6 +89,11 @@ TK_INLINE TK_AVX2 __m256i fifth_bits(const uint8_t *qh) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
 }
 
+/// The IEEE half at `p` as float through F16C (the same value as `tk_half_at`, in one instruction).
+TK_INLINE TK_AVX2 float half_f16c(const uint8_t *p) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)tk_u16(p))));
+}
+
 /// Σ u8·s8 over 32 bytes as eight int32 lanes.
 TK_INLINE TK_AVX2 __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
@@ -99,7 +104,9 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
                                 const int KIND) {
     const int64_t cols = a->cols, nb = cols / 32;
     const size_t bytes = tk_q32_block_bytes(KIND);
-    const int minimum = KIND == 1 || KIND == 4;   // d·q + m: the m·Σa term is added apart
+    // d·q + m (Q4_1, Q5_1), and Q5_0's d·(u − 16) as d·u + (−16·d): the m·Σa term is added apart, from the
+    // activation row's d·Σa, instead of a second integer dot product per block
+    const int minimum = KIND == 1 || KIND == 3 || KIND == 4;
     const uint8_t *w[4]; const int8_t *q[4]; const float *d[4], *s[4];
     __m256 acc[4][4]; float macc[4][4];
     for (int m = 0; m < MR; m++) w[m] = TK_WROW(a, r, m);
@@ -112,13 +119,16 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
         for (int m = 0; m < MR; m++) {
             const uint8_t *blk = w[m] + (size_t)b * bytes;
             _mm_prefetch((const char *)blk + TK_PREFETCH, _MM_HINT_T0);
-            dw[m] = tk_half_at(blk);
+            dw[m] = half_f16c(blk);
             if (KIND == 0) wv[m] = nibbles(blk + 2);
-            if (KIND == 1) { wv[m] = nibbles(blk + 4); mw[m] = tk_half_at(blk + 2); }
-            if (KIND == 3) wv[m] = _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));   // d(0) qh(2) qs(6)
+            if (KIND == 1) { wv[m] = nibbles(blk + 4); mw[m] = half_f16c(blk + 2); }
+            if (KIND == 3) {                                                                 // d(0) qh(2) qs(6)
+                wv[m] = _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));
+                mw[m] = -16.0f * dw[m];
+            }
             if (KIND == 4) {                                                                 // d(0) m(2) qh(4) qs(8)
                 wv[m] = _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
-                mw[m] = tk_half_at(blk + 2);
+                mw[m] = half_f16c(blk + 2);
             }
             if (KIND == 2) {
                 wv[m] = _mm256_loadu_si256((const __m256i *)(blk + 2));
@@ -128,9 +138,8 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
         for (int k = 0; k < NR; k++) {
             const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 32 * b));
             const float da = d[k][b];
-            // Q4_0 and Q5_0 store q + 8 and q + 16: Σ(u − c)·a = Σ u·a − c·Σa
-            const __m256i c8 = KIND == 0 || KIND == 3 ? dot_u8s8(_mm256_set1_epi8(KIND == 0 ? 8 : 16), av)
-                                                      : _mm256_setzero_si256();
+            // Q4_0 stores q + 8: Σ(u − 8)·a = Σ u·a − 8·Σa
+            const __m256i c8 = KIND == 0 ? dot_u8s8(_mm256_set1_epi8(8), av) : _mm256_setzero_si256();
             for (int m = 0; m < MR; m++) {
                 __m256i p;
                 if (KIND == 2) p = dot_u8s8(wa[m], _mm256_sign_epi8(av, wv[m]));   // |w| · (a·sign w)
