@@ -99,7 +99,7 @@ TK_INLINE TK_AVX2 __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/// One tile over blocks of 32; KIND 0: Q4_0, 1: Q4_1, 2: Q8_0, 3: Q5_0, 4: Q5_1.
+/// One tile over blocks of 32; KIND 0: Q4_0, 1: Q4_1, 2: Q8_0, 3: Q5_0, 4: Q5_1, 5: IQ4_NL.
 TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR,
                                 const int KIND) {
     const int64_t cols = a->cols, nb = cols / 32;
@@ -109,6 +109,7 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
     const int minimum = KIND == 1 || KIND == 3 || KIND == 4;
     const uint8_t *w[4]; const int8_t *q[4]; const float *d[4], *s[4];
     __m256 acc[4][4]; float macc[4][4];
+    const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)tk_iq4_levels));
     for (int m = 0; m < MR; m++) w[m] = TK_WROW(a, r, m);
     for (int k = 0; k < NR; k++) {
         q[k] = (const int8_t *)TK_XROW(a, i, k); d[k] = tk_q8_0_d(q[k], cols); s[k] = tk_q8_0_s(q[k], cols);
@@ -130,8 +131,8 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
                 wv[m] = _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
                 mw[m] = half_f16c(blk + 2);
             }
-            if (KIND == 2) {
-                wv[m] = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            if (KIND == 2 || KIND == 5) {   // signed bytes: Q8_0's d(0) qs(2..34), IQ4_NL's levels of d(0) qs(2..18)
+                wv[m] = KIND == 2 ? _mm256_loadu_si256((const __m256i *)(blk + 2)) : _mm256_shuffle_epi8(levels, nibbles(blk + 2));
                 wa[m] = _mm256_abs_epi8(wv[m]);
             }
         }
@@ -142,7 +143,7 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
             const __m256i c8 = KIND == 0 ? dot_u8s8(_mm256_set1_epi8(8), av) : _mm256_setzero_si256();
             for (int m = 0; m < MR; m++) {
                 __m256i p;
-                if (KIND == 2) p = dot_u8s8(wa[m], _mm256_sign_epi8(av, wv[m]));   // |w| · (a·sign w)
+                if (KIND == 2 || KIND == 5) p = dot_u8s8(wa[m], _mm256_sign_epi8(av, wv[m]));   // |w| · (a·sign w)
                 else p = _mm256_sub_epi32(dot_u8s8(wv[m], av), c8);
                 acc[m][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw[m] * da), acc[m][k]);
                 if (minimum) macc[m][k] += mw[m] * s[k][b];
@@ -157,21 +158,27 @@ TK_INLINE TK_AVX2 void q32_tile(const tk_matmul_args *a, int64_t r, int64_t i, c
 #define Q8_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 2)
 #define Q5_0_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 3)
 #define Q5_1_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 4)
+#define IQ4_NL_TILE(a, r, i, MR, NR) q32_tile(a, r, i, MR, NR, 5)
+TK_DRIVER(TK_AVX2, iq4_nl_rows, IQ4_NL_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q4_0_rows, Q4_0_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q4_1_rows, Q4_1_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q8_0_rows, Q8_0_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q5_0_rows, Q5_0_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q5_1_rows, Q5_1_TILE, 2, 4, 1)
 
-// MARK: - Q4_K, Q6_K weights × Q8_K activations
+// MARK: - Q4_K, Q5_K, Q6_K, IQ4_XS weights × Q8_K activations
 
 #define KQ_TARGET TK_AVX2
 #define KQ(name) name##_avx2
 #define KQ_MADD_ADD(acc, p, s) _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
 #include "kquants.h"
-#define Q4_K_TILE(a, r, i, MR, NR) q4_K_tile_avx2(a, r, i, MR, NR)
+#define Q4_K_TILE(a, r, i, MR, NR) q45_K_tile_avx2(a, r, i, MR, NR, 0)
+#define Q5_K_TILE(a, r, i, MR, NR) q45_K_tile_avx2(a, r, i, MR, NR, 1)
+#define IQ4_XS_TILE(a, r, i, MR, NR) iq4_xs_tile_avx2(a, r, i, MR, NR)
 #define Q6_K_TILE(a, r, i, MR, NR) q6_K_tile_avx2(a, r, i, MR, NR)
 TK_DRIVER(TK_AVX2, q4_K_rows, Q4_K_TILE, 1, 4, 1)
+TK_DRIVER(TK_AVX2, q5_K_rows, Q5_K_TILE, 1, 4, 1)
+TK_DRIVER(TK_AVX2, iq4_xs_rows, IQ4_XS_TILE, 1, 4, 1)
 TK_DRIVER(TK_AVX2, q6_K_rows, Q6_K_TILE, 1, 4, 1)
 
 // MARK: - F32, F16, BF16 weights × float activations
@@ -237,6 +244,9 @@ TK_AVX2 int32_t tk_matmul_avx2(const tk_matmul_args *a, int64_t r0, int64_t r1) 
     case TK_Q5_0: q5_0_rows(a, r0, r1); return 0;
     case TK_Q5_1: q5_1_rows(a, r0, r1); return 0;
     case TK_Q4_K: q4_K_rows(a, r0, r1); return 0;
+    case TK_Q5_K: q5_K_rows(a, r0, r1); return 0;
+    case TK_IQ4_XS: iq4_xs_rows(a, r0, r1); return 0;
+    case TK_IQ4_NL: iq4_nl_rows(a, r0, r1); return 0;
     case TK_Q6_K: q6_K_rows(a, r0, r1); return 0;
     case TK_F32: f32_rows(a, r0, r1); return 0;
     case TK_F16: f16_rows(a, r0, r1); return 0;

@@ -152,15 +152,19 @@ TK_DRIVER(TK_AVX512, q8_0_rows, Q8_0_TILE, 4, 2, 1)
 TK_DRIVER(TK_AVX512, q5_0_rows, Q5_0_TILE, 4, 2, 1)
 TK_DRIVER(TK_AVX512, q5_1_rows, Q5_1_TILE, 4, 2, 1)
 
-// MARK: - Q4_K, Q6_K weights × Q8_K activations (256-bit, VNNI word dot products)
+// MARK: - Q4_K, Q5_K, Q6_K, IQ4_XS weights × Q8_K activations (256-bit, VNNI word dot products)
 
 #define KQ_TARGET TK_AVX512
 #define KQ(name) name##_avx512
 #define KQ_MADD_ADD(acc, p, s) _mm256_dpwssd_epi32(acc, p, s)
 #include "kquants.h"
-#define Q4_K_TILE(a, r, i, MR, NR) q4_K_tile_avx512(a, r, i, MR, NR)
+#define Q4_K_TILE(a, r, i, MR, NR) q45_K_tile_avx512(a, r, i, MR, NR, 0)
+#define Q5_K_TILE(a, r, i, MR, NR) q45_K_tile_avx512(a, r, i, MR, NR, 1)
+#define IQ4_XS_TILE(a, r, i, MR, NR) iq4_xs_tile_avx512(a, r, i, MR, NR)
 #define Q6_K_TILE(a, r, i, MR, NR) q6_K_tile_avx512(a, r, i, MR, NR)
 TK_DRIVER(TK_AVX512, q4_K_rows, Q4_K_TILE, 1, 4, 1)
+TK_DRIVER(TK_AVX512, q5_K_rows, Q5_K_TILE, 1, 4, 1)
+TK_DRIVER(TK_AVX512, iq4_xs_rows, IQ4_XS_TILE, 1, 4, 1)
 TK_DRIVER(TK_AVX512, q6_K_rows, Q6_K_TILE, 1, 4, 1)
 
 // MARK: - F32, F16, BF16 weights × float activations
@@ -211,6 +215,9 @@ TK_AVX512 int32_t tk_matmul_avx512(const tk_matmul_args *a, int64_t r0, int64_t 
     case TK_Q5_0: q5_0_rows(a, r0, r1); return 0;
     case TK_Q5_1: q5_1_rows(a, r0, r1); return 0;
     case TK_Q4_K: q4_K_rows(a, r0, r1); return 0;
+    case TK_Q5_K: q5_K_rows(a, r0, r1); return 0;
+    case TK_IQ4_XS: iq4_xs_rows(a, r0, r1); return 0;
+    case TK_IQ4_NL: return tk_matmul_avx2(a, r0, r1);   // the AVX2 tile (no 512-bit one yet)
     case TK_Q6_K: q6_K_rows(a, r0, r1); return 0;
     case TK_F32: f32_rows(a, r0, r1); return 0;
     case TK_F16: f16_rows(a, r0, r1); return 0;

@@ -23,19 +23,30 @@
 // GGML type ids (GGUF `ggml_type`).
 enum {
     TK_F32 = 0, TK_F16 = 1, TK_Q4_0 = 2, TK_Q4_1 = 3, TK_Q5_0 = 6, TK_Q5_1 = 7, TK_Q8_0 = 8,
-    TK_Q4_K = 12, TK_Q6_K = 14, TK_BF16 = 30,
+    TK_Q4_K = 12, TK_Q5_K = 13, TK_Q6_K = 14, TK_IQ4_NL = 20, TK_IQ4_XS = 23, TK_BF16 = 30,
 };
 
 // Block sizes in bytes; byte offsets of the fields are noted where they are read.
 enum {
     TK_Q4_0_BYTES = 18, TK_Q4_1_BYTES = 20, TK_Q5_0_BYTES = 22, TK_Q5_1_BYTES = 24, TK_Q8_0_BYTES = 34,
-    TK_Q4_K_BYTES = 144, TK_Q6_K_BYTES = 210,
+    TK_Q4_K_BYTES = 144, TK_Q5_K_BYTES = 176, TK_Q6_K_BYTES = 210, TK_IQ4_NL_BYTES = 18, TK_IQ4_XS_BYTES = 136,
 };
 
-/// Bytes of one 32-element block by the SIMD levels' KIND numbering: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q5_1.
+/// Bytes of one 32-element block by the SIMD levels' KIND numbering: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q5_1,
+/// 5 IQ4_NL.
 TK_INLINE size_t tk_q32_block_bytes(int kind) {
-    static const size_t bytes[] = {TK_Q4_0_BYTES, TK_Q4_1_BYTES, TK_Q8_0_BYTES, TK_Q5_0_BYTES, TK_Q5_1_BYTES};
+    static const size_t bytes[] = {TK_Q4_0_BYTES, TK_Q4_1_BYTES, TK_Q8_0_BYTES, TK_Q5_0_BYTES, TK_Q5_1_BYTES,
+                                   TK_IQ4_NL_BYTES};
     return bytes[kind];
+}
+
+/// IQ4_NL's and IQ4_XS's 16 non-linear levels (ggml's kvalues_iq4nl), indexed by a nibble.
+static const int8_t tk_iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/// IQ4_XS's 6-bit scale of sub-block i, less 32: nibble i of scales_l (4..8) and bits 2i, 2i+1 of scales_h (2..4).
+TK_INLINE int tk_iq4_xs_scale(const uint8_t *block, int i) {
+    const uint32_t high = (uint32_t)block[2] | (uint32_t)block[3] << 8;
+    return (int)(((block[4 + i / 2] >> (4 * (i % 2))) & 0x0F) | (((high >> (2 * i)) & 3) << 4)) - 32;
 }
 
 /// IEEE half to float, exact (same values as F16C's vcvtph2ps).
@@ -61,7 +72,7 @@ TK_INLINE float tk_half_at(const uint8_t *p) { return tk_half(tk_u16(p)); }
 TK_INLINE float tk_f32_at(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
 TK_INLINE float tk_bf16(uint16_t h) { uint32_t b = (uint32_t)h << 16; float f; memcpy(&f, &b, 4); return f; }
 
-/// Q4_K's 6-bit scale and min of sub-block j from the 12 packed bytes.
+/// Q4_K's (and Q5_K's) 6-bit scale and min of sub-block j from the 12 packed bytes.
 TK_INLINE void tk_q4_K_scale_min(const uint8_t *s, int j, uint8_t *sc, uint8_t *m) {
     if (j < 4) {
         *sc = s[j] & 63; *m = s[j + 4] & 63;

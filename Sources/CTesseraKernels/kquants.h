@@ -1,4 +1,4 @@
-// Q4_K and Q6_K weights × Q8_K activations in 256-bit integer arithmetic, included by the AVX2 and AVX-512 files.
+// Q4_K, Q5_K, Q6_K and IQ4_XS weights × Q8_K activations in 256-bit integer arithmetic, included by the AVX2 and AVX-512 files.
 // The includer defines KQ_TARGET (function attribute), KQ(name) (name suffix) and KQ_MADD_ADD(acc, p16, s16)
 // (acc + pairwise s16 products as s32). Integer block sums are exact; the per-block float formula is the portable one,
 // so results are bit-identical to the portable level. Tiles are one weight row × NR activation rows.
@@ -10,9 +10,12 @@ TK_INLINE KQ_TARGET int32_t KQ(hsum_i32)(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-TK_INLINE KQ_TARGET void KQ(q4_K_tile)(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR) {
+/// Q4_K (HIGH 0) and Q5_K (HIGH 1, a fifth bit per weight from the 32 qh bytes: bit j for sub-block j).
+TK_INLINE KQ_TARGET void KQ(q45_K_tile)(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR,
+                                       const int HIGH) {
     const int64_t cols = a->cols, nb = cols / 256;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const size_t bytes = HIGH ? TK_Q5_K_BYTES : TK_Q4_K_BYTES, qs_at = HIGH ? 48 : 16;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int m = 0; m < MR; m++) {
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
@@ -21,17 +24,22 @@ TK_INLINE KQ_TARGET void KQ(q4_K_tile)(const tk_matmul_args *a, int64_t r, int64
             q[k] = (const int8_t *)TK_XROW(a, i, k);
             d[k] = tk_q8_K_d(q[k], cols); bs[k] = tk_q8_K_bsums(q[k], cols);
         }
-        for (int64_t b = 0; b < nb; b++, w += TK_Q4_K_BYTES) {   // d(0) dmin(2) scales(4..16) qs(16..144)
-            for (int o = 0; o < TK_Q4_K_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
+        for (int64_t b = 0; b < nb; b++, w += bytes) {   // d(0) dmin(2) scales(4..16) [qh(16..48)] qs(qs_at..)
+            for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
             uint8_t sc[8], mn[8];
             for (int j = 0; j < 8; j++) tk_q4_K_scale_min(w + 4, j, &sc[j], &mn[j]);
             const __m256i mins = _mm256_setr_epi16(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3],
                                                    mn[4], mn[4], mn[5], mn[5], mn[6], mn[6], mn[7], mn[7]);
             __m256i isum[4];
             for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            const __m256i qh = HIGH ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
             for (int g = 0; g < 4; g++) {   // 64 elements: low nibbles sub-block 2g, high nibbles 2g + 1
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * g));
-                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + qs_at + 32 * g));
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                if (HIGH) {   // bit 2g (2g + 1) of each qh byte, moved to bit 4 (per byte: the shifts stay in lane)
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+                }
                 const __m256i slo = _mm256_set1_epi16(sc[2 * g]), shi = _mm256_set1_epi16(sc[2 * g + 1]);
                 for (int k = 0; k < NR; k++) {
                     const int8_t *qa = q[k] + 256 * b + 64 * g;
@@ -97,6 +105,38 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
                 const int32_t is = KQ(hsum_i32)(isum[k]) - 32 * corr;
                 acc[k] += (dw * d[k][b]) * (float)is;
             }
+        }
+        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
+    }
+}
+
+/// IQ4_XS: per sub-block i of 32, the levels of its 16 nibble bytes (low nibbles first) times the activations as
+/// s16 pair sums (|w|·a·sign w: at most 2·127·127), then times ls_i − 32 into s32.
+TK_INLINE KQ_TARGET void KQ(iq4_xs_tile)(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR) {
+    const int64_t cols = a->cols, nb = cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)tk_iq4_levels));
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *w = TK_WROW(a, r, m);
+        const int8_t *q[4]; const float *d[4];
+        float acc[4] = {0, 0, 0, 0};
+        for (int k = 0; k < NR; k++) { q[k] = (const int8_t *)TK_XROW(a, i, k); d[k] = tk_q8_K_d(q[k], cols); }
+        for (int64_t b = 0; b < nb; b++, w += TK_IQ4_XS_BYTES) {   // d(0) scales_h(2) scales_l(4..8) qs(8..136)
+            for (int o = 0; o < TK_IQ4_XS_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
+            __m256i isum[4];
+            for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            for (int s = 0; s < 8; s++) {
+                const __m128i v = _mm_loadu_si128((const __m128i *)(w + 8 + 16 * s));
+                const __m256i nib = _mm256_and_si256(_mm256_setr_m128i(v, _mm_srli_epi16(v, 4)), m4);
+                const __m256i wv = _mm256_shuffle_epi8(levels, nib), wa = _mm256_abs_epi8(wv);
+                const __m256i sc = _mm256_set1_epi16((short)tk_iq4_xs_scale(w, s));
+                for (int k = 0; k < NR; k++) {
+                    const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 256 * b + 32 * s));
+                    isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av, wv)), sc);
+                }
+            }
+            const float dw = tk_half_at(w);
+            for (int k = 0; k < NR; k++) acc[k] += (dw * d[k][b]) * (float)KQ(hsum_i32)(isum[k]);
         }
         for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
     }

@@ -116,20 +116,27 @@ static float dot_q8_0(const uint8_t *w, const void *xq, int64_t cols) {
     return acc;
 }
 
-static float dot_q4_K(const uint8_t *w, const void *xq, int64_t cols) {
+/// Q4_K (high = 0) and Q5_K (high = 1): sub-block j's weights are d·sc·q − dmin·m, q the nibble of byte l of its
+/// 32-byte group (low nibbles for even j), plus 16 × bit j of qh[l] in Q5_K.
+static float dot_q45_K(const uint8_t *w, const void *xq, int64_t cols, int high) {
     const int8_t *q = (const int8_t *)xq;
     const float *d = tk_q8_K_d(xq, cols);
     const int16_t *bs = tk_q8_K_bsums(xq, cols);
+    const size_t bytes = high ? TK_Q5_K_BYTES : TK_Q4_K_BYTES;
     float acc = 0;
-    for (int64_t b = 0; b < cols / 256; b++, w += TK_Q4_K_BYTES, q += 256, bs += 16) {
-        int32_t isum = 0, imin = 0;   // d(0) dmin(2) scales(4..16) qs(16..144)
+    for (int64_t b = 0; b < cols / 256; b++, w += bytes, q += 256, bs += 16) {
+        int32_t isum = 0, imin = 0;   // d(0) dmin(2) scales(4..16) [Q5_K: qh(16..48)] qs(16..144 | 48..176)
+        const uint8_t *qh = w + 16;
         for (int j = 0; j < 8; j++) {
             uint8_t sc, m;
             tk_q4_K_scale_min(w + 4, j, &sc, &m);
-            const uint8_t *qs = w + 16 + 32 * (j / 2);
+            const uint8_t *qs = w + (high ? 48 : 16) + 32 * (j / 2);
             const int shift = 4 * (j % 2);
             int32_t dot = 0;
-            for (int l = 0; l < 32; l++) dot += ((qs[l] >> shift) & 0x0F) * q[32 * j + l];
+            for (int l = 0; l < 32; l++) {
+                const int v = ((qs[l] >> shift) & 0x0F) | (high ? ((qh[l] >> j) & 1) << 4 : 0);
+                dot += v * q[32 * j + l];
+            }
             isum += sc * dot;
             imin += m * (bs[2 * j] + bs[2 * j + 1]);
         }
@@ -138,6 +145,42 @@ static float dot_q4_K(const uint8_t *w, const void *xq, int64_t cols) {
     }
     return acc;
 }
+static float dot_q4_K(const uint8_t *w, const void *xq, int64_t cols) { return dot_q45_K(w, xq, cols, 0); }
+
+/// IQ4_NL: d(0) qs(2..18), weight d·level[nibble], low nibbles elements 0..15 (the Q8_0 formula).
+static float dot_iq4_nl(const uint8_t *w, const void *xq, int64_t cols) {
+    const int8_t *q = (const int8_t *)xq;
+    const float *d = tk_q8_0_d(xq, cols);
+    float acc = 0;
+    for (int64_t b = 0; b < cols / 32; b++, w += TK_IQ4_NL_BYTES, q += 32) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += tk_iq4_levels[w[2 + j] & 0x0F] * q[j] + tk_iq4_levels[w[2 + j] >> 4] * q[j + 16];
+        }
+        acc += (float)isum * (tk_half_at(w) * d[b]);
+    }
+    return acc;
+}
+
+/// IQ4_XS: d(0) scales_h(2) scales_l(4..8) qs(8..136), sub-block i's weights d·(ls_i − 32)·level[nibble].
+static float dot_iq4_xs(const uint8_t *w, const void *xq, int64_t cols) {
+    const int8_t *q = (const int8_t *)xq;
+    const float *d = tk_q8_K_d(xq, cols);
+    float acc = 0;
+    for (int64_t b = 0; b < cols / 256; b++, w += TK_IQ4_XS_BYTES, q += 256) {
+        int32_t isum = 0;
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *qs = w + 8 + 16 * i;
+            const int8_t *qa = q + 32 * i;
+            int32_t dot = 0;
+            for (int j = 0; j < 16; j++) dot += tk_iq4_levels[qs[j] & 0x0F] * qa[j] + tk_iq4_levels[qs[j] >> 4] * qa[j + 16];
+            isum += tk_iq4_xs_scale(w, i) * dot;
+        }
+        acc += (tk_half_at(w) * d[b]) * (float)isum;
+    }
+    return acc;
+}
+static float dot_q5_K(const uint8_t *w, const void *xq, int64_t cols) { return dot_q45_K(w, xq, cols, 1); }
 
 static float dot_q6_K(const uint8_t *w, const void *xq, int64_t cols) {
     const int8_t *q = (const int8_t *)xq;
@@ -181,6 +224,9 @@ int32_t tk_matmul_portable(const tk_matmul_args *a, int64_t r0, int64_t r1) {
     case TK_Q5_1: dot = dot_q5_1; break;
     case TK_Q8_0: dot = dot_q8_0; break;
     case TK_Q4_K: dot = dot_q4_K; break;
+    case TK_Q5_K: dot = dot_q5_K; break;
+    case TK_IQ4_NL: dot = dot_iq4_nl; break;
+    case TK_IQ4_XS: dot = dot_iq4_xs; break;
     case TK_Q6_K: dot = dot_q6_K; break;
     case TK_F32: dot = dot_f32; break;
     case TK_F16: dot = dot_f16; break;

@@ -15,7 +15,7 @@ extension GGMLType {
             for i in 0 ..< blocks {
                 dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
             }
-        case .q4_0: Dequant.q4_0(src, blocks, dst)
+        case .q4_0: Dequant.nibbleLevels(src, blocks, dst, Dequant.q4_0Levels)
         case .q4_1: Dequant.q4_1(src, blocks, dst)
         case .q5_0: Dequant.q5_0(src, blocks, dst)
         case .q5_1: Dequant.q5_1(src, blocks, dst)
@@ -27,6 +27,8 @@ extension GGMLType {
         case .q5_K: Dequant.q4_K(src, blocks, dst, withHighBits: true)
         case .q6_K: Dequant.q6_K(src, blocks, dst)
         case .q8_K: Dequant.q8_K(src, blocks, dst)
+        case .iq4_nl: Dequant.nibbleLevels(src, blocks, dst, Dequant.iq4Levels)
+        case .iq4_xs: Dequant.iq4_xs(src, blocks, dst)
         }
     }
 }
@@ -66,15 +68,43 @@ enum Dequant {
         halfToFloat(p.loadUnaligned(fromByteOffset: i, as: UInt16.self))
     }
 
-    /// d(0) qs(2..18): x = d * (nibble - 8); low nibbles are elements 0..15, high nibbles 16..31.
-    static func q4_0(_ src: UnsafeRawPointer, _ blocks: Int, _ dst: UnsafeMutablePointer<Float>) {
+    /// Q4_0's levels: nibble - 8.
+    static let q4_0Levels: [Float] = (0 ..< 16).map { Float($0 - 8) }
+    /// IQ4_NL's and IQ4_XS's 16 non-linear levels (ggml's kvalues_iq4nl), indexed by a nibble.
+    static let iq4Levels: [Float] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+
+    /// Q4_0 and IQ4_NL, d(0) qs(2..18): x = d * level[nibble]; low nibbles are elements 0..15, high nibbles 16..31.
+    static func nibbleLevels(_ src: UnsafeRawPointer, _ blocks: Int, _ dst: UnsafeMutablePointer<Float>, _ levels: [Float]) {
+        levels.withUnsafeBufferPointer { level in
+            for b in 0 ..< blocks {
+                let p = src + b * 18, o = dst + b * 32
+                let d = half(p, 0)
+                for j in 0 ..< 16 {
+                    let x = byte(p, 2 + j)
+                    o[j] = d * level[Int(x & 0x0F)]
+                    o[j + 16] = d * level[Int(x >> 4)]
+                }
+            }
+        }
+    }
+
+    /// d(0) scales_h(2, u16) scales_l(4..8) qs(8..136): sub-block i of 32 has the 6-bit scale
+    /// ls = (nibble i of scales_l) | (bits 2i, 2i+1 of scales_h) << 4 and x = (d * (ls - 32)) * level[nibble], its
+    /// 16 bytes of qs as in IQ4_NL.
+    static func iq4_xs(_ src: UnsafeRawPointer, _ blocks: Int, _ dst: UnsafeMutablePointer<Float>) {
         for b in 0 ..< blocks {
-            let p = src + b * 18, o = dst + b * 32
+            let p = src + b * 136, o = dst + b * 256
             let d = half(p, 0)
-            for j in 0 ..< 16 {
-                let x = byte(p, 2 + j)
-                o[j] = d * Float(Int32(x & 0x0F) - 8)
-                o[j + 16] = d * Float(Int32(x >> 4) - 8)
+            let high = UInt32(byte(p, 2)) | UInt32(byte(p, 3)) << 8
+            for i in 0 ..< 8 {
+                let low = (byte(p, 4 + i / 2) >> (4 * UInt8(i % 2))) & 0x0F
+                let ls = Int32(low) | Int32((high >> (2 * UInt32(i))) & 3) << 4
+                let dl = d * Float(ls - 32)
+                for j in 0 ..< 16 {
+                    let x = byte(p, 8 + 16 * i + j)
+                    o[32 * i + j] = dl * iq4Levels[Int(x & 0x0F)]
+                    o[32 * i + j + 16] = dl * iq4Levels[Int(x >> 4)]
+                }
             }
         }
     }

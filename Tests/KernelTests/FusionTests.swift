@@ -48,8 +48,8 @@ final class FusionTests: XCTestCase {
     }
 
     func testFusedProductsEqualSeparateProducts() throws {
-        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .f16, .f32] {
-            let cols = type == .q4_K ? 256 : 96
+        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_nl, .q4_K, .q5_K, .iq4_xs, .f16, .f32] {
+            let cols = type.blockSize == 256 ? 256 : 96
             let ws = [Weights(type, rows: 48, cols: cols, seed: 1), Weights(type, rows: 16, cols: cols, seed: 2),
                       Weights(type, rows: 21, cols: cols, seed: 3)]
             let norm = (0..<cols).map { Float($0 % 7) * 0.3 - 0.5 }
@@ -113,8 +113,8 @@ final class FusionTests: XCTestCase {
     }
 
     func testAccumulatingProductEqualsProductPlusAdd() throws {
-        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q6_K, .bf16, .f16, .f32] {
-            let cols = type == .q6_K || type == .q4_K ? 256 : 128, rows = 37
+        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_nl, .q4_K, .q5_K, .q6_K, .iq4_xs, .bf16, .f16, .f32] {
+            let cols = type.blockSize == 256 ? 256 : 128, rows = 37
             try Weights(type, rows: rows, cols: cols, seed: 9).withMatrix { raw in
                 forEachLevel { level in
                     for mode in [ComputeMode.exact, .fast] {

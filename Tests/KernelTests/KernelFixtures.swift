@@ -41,8 +41,8 @@ struct Weights {
             b = (0..<(count / type.blockSize * type.blockBytes)).map { _ in rng.byte() }
             // f16 scale fields at these byte offsets of each block get sane values; everything else stays random
             let fields: [Int] = switch type {
-            case .q4_0, .q5_0, .q8_0: [0]
-            case .q4_1, .q5_1, .q4_K: [0, 2]
+            case .q4_0, .q5_0, .q8_0, .iq4_nl, .iq4_xs: [0]
+            case .q4_1, .q5_1, .q4_K, .q5_K: [0, 2]
             case .q6_K: [208]
             default: []
             }

@@ -26,7 +26,7 @@ LAYOUT = {
     "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2),
     "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24), "Q8_0": (32, 34), "Q8_1": (32, 36),
     "Q2_K": (256, 84), "Q3_K": (256, 110), "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
-    "Q8_K": (256, 292),
+    "Q8_K": (256, 292), "IQ4_NL": (32, 18), "IQ4_XS": (256, 136),
 }
 
 
@@ -51,7 +51,7 @@ def random_blocks(name, n):
     """Random bytes with the type's fp16 scale fields set to sane values."""
     block, size = LAYOUT[name]
     b = rng.integers(0, 256, (n, size), dtype=np.uint8)
-    if name in ("Q4_0", "Q5_0", "Q8_0"):
+    if name in ("Q4_0", "Q5_0", "Q8_0", "IQ4_NL", "IQ4_XS"):   # d first
         b[:, 0:2] = sane_scales(n)
     elif name in ("Q4_1", "Q5_1", "Q8_1"):
         b[:, 0:2] = sane_scales(n)
