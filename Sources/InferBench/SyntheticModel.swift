@@ -12,9 +12,24 @@ struct SyntheticModelCommand: ParsableCommand {
     enum Preset: String, ExpressibleByArgument, CaseIterable {
         /// TinyLlama-1.1B's shape: 22 layers, hidden 2048, 32 heads / 4 KV heads, FFN 5632, vocab 32000.
         case llama1b = "1b"
+        /// Qwen2.5-0.5B's shape: 24 layers, hidden 896, 14 heads / 2 KV heads, FFN 4864, vocab 151936 (rows of 896
+        /// are not whole 256-blocks: llama.cpp's K-quant mixes fall back to other types there).
+        case hidden896 = "896"
         /// A small shape for quick checks: 4 layers, hidden 256.
         case tiny
+
+        var shape: Shape {
+            switch self {
+            case .llama1b: return Shape(layers: 22, hidden: 2048, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000)
+            case .hidden896: return Shape(layers: 24, hidden: 896, heads: 14, kvHeads: 2, ffn: 4864, vocab: 151936)
+            case .tiny: return Shape(layers: 4, hidden: 256, heads: 8, kvHeads: 4, ffn: 768, vocab: 2048)
+            }
+        }
     }
+
+    /// The weight types this command writes itself (llama.cpp's quantizer makes the others from the f16 file).
+    static let types: [String: GGMLType] = ["q8_0": .q8_0, "q5_0": .q5_0, "q5_1": .q5_1, "q4_0": .q4_0, "f16": .f16,
+                                            "f32": .f32]
 
     @Option(help: "Output path.") var out: String
     @Option(help: "Shape: \(Preset.allCases.map(\.rawValue).joined(separator: ", ")).") var preset: Preset = .llama1b
@@ -24,11 +39,15 @@ struct SyntheticModelCommand: ParsableCommand {
     struct Shape { let layers, hidden, heads, kvHeads, ffn, vocab: Int }
 
     func run() throws {
-        let types: [String: GGMLType] = ["q8_0": .q8_0, "q5_0": .q5_0, "q5_1": .q5_1, "q4_0": .q4_0, "f16": .f16,
-                                         "f32": .f32]
-        guard let weightType = types[type] else { throw ValidationError("--type must be one of \(types.keys.sorted())") }
-        let s = preset == .llama1b ? Shape(layers: 22, hidden: 2048, heads: 32, kvHeads: 4, ffn: 5632, vocab: 32000)
-                                   : Shape(layers: 4, hidden: 256, heads: 8, kvHeads: 4, ffn: 768, vocab: 2048)
+        guard let weightType = Self.types[type] else { throw ValidationError("--type must be one of \(Self.types.keys.sorted())") }
+        try Self.write(out: out, preset: preset, type: weightType, seed: seed)
+        let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
+        print("wrote \(out): \(preset.rawValue) Llama shape, \(type), \(size >> 20) MiB")
+    }
+
+    /// Writes the random-weight model of `preset`'s shape with every linear and the embeddings in `weightType`.
+    static func write(out: String, preset: Preset, type weightType: GGMLType, seed: UInt64) throws {
+        let s = preset.shape
         let headDim = s.hidden / s.heads
         var writer = try GGUFWriter()
         let meta: [(String, GGUFValue)] = [
@@ -40,7 +59,7 @@ struct SyntheticModelCommand: ParsableCommand {
             ("llama.attention.layer_norm_rms_epsilon", .float32(1e-5)), ("general.file_type", .uint32(weightType.llamaFileType ?? 0)),
         ]
         for (k, v) in meta { try writer.set(k, v) }
-        let vocab = Self.vocabulary(size: s.vocab)
+        let vocab = vocabulary(size: s.vocab)
         try writer.set("tokenizer.ggml.model", .string("llama"))
         try writer.set("tokenizer.ggml.tokens", .array(vocab.map { .string($0.piece) }))
         try writer.set("tokenizer.ggml.scores", .array(vocab.map { .float32($0.score) }))
@@ -81,8 +100,6 @@ struct SyntheticModelCommand: ParsableCommand {
         try ones("output_norm.weight", s.hidden)
         try matrix("output.weight", rows: s.vocab, cols: s.hidden)
         try writer.write(to: out)
-        let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
-        print("wrote \(out): \(preset.rawValue) Llama shape, \(type), \(size >> 20) MiB")
     }
 
     /// `<unk> <s> </s>`, the 256 byte tokens, then synthetic word pieces (score falls with index).
