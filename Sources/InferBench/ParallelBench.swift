@@ -13,7 +13,7 @@ struct ParallelBench: ParsableCommand {
     var topologies = "tp1x2,tp2,pp2"
     @Option(help: "Extra infer-worker arguments per entry, as NAME=ARGS;... (e.g. 'tp2=--tp-reduction mpi').")
     var extra: String = ""
-    @Flag(help: "Use the fast quantized-activation kernels (infer-worker --fast) in every run.") var fast = false
+    @Flag(help: "Exact float32 products (infer-worker --exact-f32) in every run instead of the default fast kernels.") var exactF32 = false
     @Option(help: "Approximate prompt length in tokens.") var promptTokens = 64
     @Option(help: "Tokens to generate per run.") var genTokens = 32
     @Option(help: "Runs per topology (median reported).") var runs = 3
@@ -32,7 +32,7 @@ struct ParallelBench: ParsableCommand {
         let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "children", "watch"]
         let prompt = (0..<max(1, promptTokens * 3 / 4)).map { words[$0 % words.count] }.joined(separator: " ")
         var samples: [String: [Sample]] = [:]
-        print("infer-bench parallel: model \(model ?? "default"), \(fast ? "fast" : "exact") products, ~\(promptTokens)-token prompt, \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
+        print("infer-bench parallel: model \(model ?? "default"), \(exactF32 ? "exact" : "fast") products, ~\(promptTokens)-token prompt, \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
         for r in 0..<runs {
             for name in (r % 2 == 0 ? names : names.reversed()) {
                 let (file, threads) = Self.entry(name)
@@ -42,7 +42,7 @@ struct ParallelBench: ParsableCommand {
                             "--temperature", "0", "--ignore-eos", "--format", "jsonl", "--threads", "\(threads)"]
                     + (extras[name] ?? [])
                 if let model { args += ["--model", model] }
-                if fast { args.append("--fast") }
+                args.append(exactF32 ? "--exact-f32" : "--fast")
                 let (status, _, stderr) = try runCapturing(root.appendingPathComponent("launch/tessera"), args)
                 guard status == 0 else { throw ValidationError("\(name) failed (exit \(status)):\n\(stderr.suffix(2000))") }
                 samples[name, default: []].append(parse(stderr))

@@ -14,9 +14,9 @@ struct ModelOptions: ParsableArguments {
     var context: Int?
     @Option(help: "Threads per rank for the matrix products (default 1; TESSERA_THREADS from the launcher).")
     var threads: Int?
-    @Flag(help: "Compute products on 8-bit quantized activations with SIMD kernels (llama.cpp-style) instead of exact float32.")
+    @Flag(help: "Products on 8-bit quantized activations with SIMD kernels, llama.cpp-style (the default; named so scripts and ablations can say it; excludes --exact-f32).")
     var fast = false
-    @Flag(help: "Exact float32 products (the default; named so ablations can say it; excludes --fast).")
+    @Flag(help: "Exact float32 products: each weight row decoded and dotted with float activations, independent of threads and CPU level (how the references are computed; several times slower).")
     var exactF32 = false
     @Flag(help: "Run every operator unfused (separate Q/K/V and gate/up products, RMSNorm, residual adds, attention with a score array): for measuring what fusion buys.")
     var noFusion = false
@@ -42,12 +42,12 @@ struct ModelOptions: ParsableArguments {
         return LoadOptions(layers: layers, compute: try compute(), kvCache: kv, quantize: type, profile: profile)
     }
 
-    /// How the model computes: exact float32 or the fast kernels, on `threads` threads.
+    /// How the model computes: the fast kernels unless `--exact-f32`, on `threads` threads.
     func compute() throws -> ComputeOptions {
         let count = threads ?? ProcessInfo.processInfo.environment["TESSERA_THREADS"].flatMap { Int($0) } ?? 1
         guard count >= 1 && count <= 256 else { throw ValidationError("--threads must be between 1 and 256, got \(count)") }
         guard !(fast && exactF32) else { throw ValidationError("--fast and --exact-f32 exclude each other") }
-        return ComputeOptions(mode: fast ? .fast : .exact, pool: count > 1 ? ThreadPool(threads: count) : nil,
+        return ComputeOptions(mode: exactF32 ? .exact : .fast, pool: count > 1 ? ThreadPool(threads: count) : nil,
                               fused: !noFusion)
     }
 

@@ -4,6 +4,7 @@ import XCTest
 
 /// Every shipped decoder topology up to 8 ranks, under real mpirun (oversubscribed), must compute what one rank
 /// computes: identical greedy ids, last-prompt-position logits within 1e-4 relative, identical seeded samples.
+/// Runs use exact float32 (`--exact-f32`) unless a test names the fast path.
 final class DistributedGenerateTests: XCTestCase {
     static let topologies = ["tp2", "tp4", "tp8", "pp2", "pp4", "tp2-pp2", "tp2-pp4", "tp4-pp2"]
 
@@ -29,7 +30,7 @@ final class DistributedGenerateTests: XCTestCase {
 
     /// Runs `generate` over `prompts` as one batch (through launch/tessera when a topology is given).
     func generate(_ model: String, _ prompts: [String], topology: String?, maxTokens: Int,
-                  sampling: [String] = ["--temperature", "0"], extra: [String] = []) throws -> Run {
+                  sampling: [String] = ["--temperature", "0"], extra: [String] = ["--exact-f32"]) throws -> Run {
         let file = dir.appendingPathComponent("prompts-\(UUID().uuidString).txt")
         try Data(prompts.joined(separator: "\n").utf8).write(to: file)
         let logitsFile = dir.appendingPathComponent("logits-\(UUID().uuidString).f32")
@@ -110,14 +111,15 @@ final class DistributedGenerateTests: XCTestCase {
         }
     }
 
-    /// The fast path's options under parallel plans: quantize-at-load (each rank converts its own shards), the
-    /// 8-bit KV cache, fused and unfused operators, two threads per rank: the same greedy tokens as one process with
+    /// The fast path's options under parallel plans (and the exact path's quantize-at-load): quantize-at-load (each
+    /// rank converts its own shards), the 8-bit KV cache, fused and unfused operators, two threads per rank, the
+    /// default arithmetic (no flag: the fast one): the same greedy tokens as one process with
     /// the same options (TP sums in rank order, so every plan computes the same values).
     func testFastOptionsAcrossPlansMatchOneRank() throws {
         let model = Repo.shared.appendingPathComponent("models/tinystories-656k").path
         let texts = ["Once upon a time", "Lily wanted to"]
         for extra in [["--fast", "--quantize", "q8_0"], ["--fast", "--kv-cache", "q8_0", "--threads", "2"],
-                      ["--quantize", "q4_0", "--no-fusion"]] {
+                      ["--exact-f32", "--quantize", "q4_0", "--no-fusion"], ["--quantize", "q4_0", "--no-fusion"]] {
             let single = try generate(model, texts, topology: nil, maxTokens: 16, extra: extra)
             XCTAssertEqual(single.ids.map(\.count), [16, 16], "\(extra): \(single.stderr)")
             for topology in ["tp2", "pp2", "tp2-pp2"] {

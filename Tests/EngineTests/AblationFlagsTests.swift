@@ -19,12 +19,13 @@ final class AblationFlagsTests: XCTestCase {
 
     func testSwitchesKeepTheGreedyTokens() throws {
         for model in [Repo.shared.appendingPathComponent("models/tinystories-656k").path, Repo.defaultModel.path] {
-            let exact = try ids([], model: model)
+            let exact = try ids(["--exact-f32"], model: model)
             XCTAssertEqual(exact.count, 24)
-            XCTAssertEqual(try ids(["--no-kv-cache"], model: model), exact, "\(model): --no-kv-cache")
-            XCTAssertEqual(try ids(["--no-fusion"], model: model), exact, "\(model): --no-fusion")
+            XCTAssertEqual(try ids(["--exact-f32", "--no-kv-cache"], model: model), exact, "\(model): --no-kv-cache")
+            XCTAssertEqual(try ids(["--exact-f32", "--no-fusion"], model: model), exact, "\(model): --no-fusion")
             let fast = try ids(["--fast", "--threads", "2"], model: model)
             XCTAssertEqual(try ids(["--fast", "--threads", "2", "--no-kv-cache"], model: model), fast, "\(model): fast, no cache")
+            XCTAssertEqual(try ids(["--threads", "2"], model: model), fast, "\(model): no flag is the fast path")
         }
     }
 

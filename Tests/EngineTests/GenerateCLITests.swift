@@ -21,7 +21,7 @@ final class GenerateCLITests: XCTestCase {
     /// Runs generate greedily with JSON output; returns each line's object.
     func generate(_ model: String, _ c: Case, extra: [String] = [], viaMPI: Bool = false) throws -> [String: Any] {
         var args = ["--model", model, "--prompt", c.prompt, "--temperature", "0", "--max-tokens", "\(c.greedyIds.count)",
-                    "--format", "jsonl"] + extra
+                    "--format", "jsonl", "--exact-f32"] + extra
         if c.chat { args.append("--chat") }
         let result = viaMPI ? try launch(ranks: 1, "generate", args, timeout: 300)
                             : try runProcess(Repo.executable("infer-worker"), ["generate"] + args, timeout: 300)
@@ -67,6 +67,7 @@ final class GenerateCLITests: XCTestCase {
         let result = try runProcess(Repo.executable("infer-worker"),
                                     ["generate", "--model", model, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "20"])
         XCTAssertEqual(result.status, 0, "\(result)")
+        XCTAssertTrue(result.stderr.contains("fast products"), "the fast path is the default: \(result.stderr)")
         let json = try runProcess(Repo.executable("infer-worker"),
                                   ["generate", "--model", model, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "20", "--format", "jsonl"])
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
@@ -93,7 +94,7 @@ final class GenerateCLITests: XCTestCase {
                               (Repo.shared.appendingPathComponent("models/stories260K/hf").path, "stories260K"),
                               (Repo.shared.appendingPathComponent("models/tinystories-656k").path, "tinystories-656k")] {
             guard let want = try reference(name).perplexity else { XCTFail("\(name): no reference perplexity"); continue }
-            let r = try runProcess(Repo.executable("infer-worker"), ["perplexity", "--model", model, "--file", text])
+            let r = try runProcess(Repo.executable("infer-worker"), ["perplexity", "--model", model, "--file", text, "--exact-f32"])
             XCTAssertEqual(r.status, 0, "\(r)")
             let fields = r.stdout.split(separator: " ")
             guard fields.count > 1, let got = Double(fields[1]) else { XCTFail("\(name): no perplexity in \(r)"); continue }

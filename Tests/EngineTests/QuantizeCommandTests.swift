@@ -23,7 +23,7 @@ final class QuantizeCommandTests: XCTestCase {
         try runProcess(Repo.executable("infer-worker"), ["quantize"] + arguments, timeout: 120)
     }
 
-    func perplexity(_ model: String, _ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws -> Double {
+    func perplexity(_ model: String, _ extra: [String] = ["--exact-f32"], file: StaticString = #filePath, line: UInt = #line) throws -> Double {
         let text = Repo.shared.appendingPathComponent("reference/ppl.txt").path
         let r = try runProcess(Repo.executable("infer-worker"), ["perplexity", "--model", model, "--file", text] + extra,
                                timeout: 120)

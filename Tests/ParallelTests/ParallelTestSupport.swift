@@ -86,11 +86,11 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
 
 /// Every rank of a `tp`-rank LocalGroup loads its shard of `source` and runs `greedyRun`; returns per-rank runs
 /// and the shards' held and planned weights.
-func shardedRuns(_ source: ModelSource, tp: Int, prompts: [[Int]], steps: Int)
+func shardedRuns(_ source: ModelSource, tp: Int, prompts: [[Int]], steps: Int, options: LoadOptions = LoadOptions(maxBatchTokens: 64))
     throws -> [(run: GreedyRun, held: WeightShare, planned: WeightShare)] {
     let plan = try TensorParallelPlan(source: source, size: tp)
     return try LocalGroup.run(size: tp) { group in
-        let shard = try TensorParallel.load(source, plan: plan, group: group, options: LoadOptions(maxBatchTokens: 64))
+        let shard = try TensorParallel.load(source, plan: plan, group: group, options: options)
         return (try greedyRun(shard.model, prompts: prompts, steps: steps), shard.heldWeights, shard.plannedWeights)
     }
 }

@@ -1,6 +1,7 @@
 // Sharded == unsharded: every rank of an in-process group (LocalGroup threads) gets the single-rank model's logits
 // and greedy tokens, on the small trained checkpoints and on SmolLM2 Q4_1.
 import TesseraFormats
+import TesseraKernels
 import TesseraModels
 import TesseraParallel
 import XCTest
@@ -77,5 +78,28 @@ final class ShardedModelTests: XCTestCase {
 
     func testSmolLM2() throws {
         try check(Models.smolLM2(), reference: "smollm2-135m-instruct-q4_1", tps: [2, 3, 4, 8], steps: 3)
+    }
+
+    /// The fast arithmetic sharded. Its 8-bit activations round to a grid, so the ~1e-6 differences of a sharded sum
+    /// order flip some roundings and the logits move by a few percent, as far as the fast path itself is from
+    /// float32: sharded fast logits must be as close to the exact ones as one rank's fast logits (within 2×), and
+    /// every rank must hold the same logits.
+    func testSmolLM2FastIsAsAccurateSharded() throws {
+        let source = try ModelSource.open(path: try Models.smolLM2())
+        let fast = LoadOptions(maxBatchTokens: 64, compute: ComputeOptions(mode: .fast))
+        let reference = try ReferencePrompts("smollm2-135m-instruct-q4_1")
+        let exact = try greedyRun(ModelRegistry.load(source, options: LoadOptions(maxBatchTokens: 64)), prompts: reference.prompts, steps: 1)
+        let single = try greedyRun(ModelRegistry.load(source, options: fast), prompts: reference.prompts, steps: 1)
+        for tp in [2, 3] {
+            let ranks = try shardedRuns(source, tp: tp, prompts: reference.prompts, steps: 1, options: fast)
+            for (i, logits) in ranks[0].run.lastLogits.enumerated() {
+                let alone = relativeDifference(single.lastLogits[i], exact.lastLogits[i])
+                let sharded = relativeDifference(logits, exact.lastLogits[i])
+                print("SmolLM2 fast tp \(tp) case \(i): relative distance to exact \(sharded) (one rank: \(alone))")
+                XCTAssertLessThanOrEqual(sharded, 2 * alone, "fast tp \(tp) case \(i)")
+                XCTAssertLessThan(alone, 0.1, "fast one rank case \(i)")
+                for rank in ranks { XCTAssertEqual(rank.run.lastLogits[i], logits, "fast tp \(tp) case \(i): ranks differ") }
+            }
+        }
     }
 }
