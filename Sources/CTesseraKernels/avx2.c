@@ -166,7 +166,7 @@ TK_DRIVER(TK_AVX2, q8_0_rows, Q8_0_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q5_0_rows, Q5_0_TILE, 2, 4, 1)
 TK_DRIVER(TK_AVX2, q5_1_rows, Q5_1_TILE, 2, 4, 1)
 
-// MARK: - Q4_K, Q5_K, Q6_K, IQ4_XS weights × Q8_K activations
+// MARK: - Q2_K … Q6_K and IQ4_XS weights × Q8_K activations
 
 #define KQ_TARGET TK_AVX2
 #define KQ(name) name##_avx2
@@ -175,10 +175,14 @@ TK_DRIVER(TK_AVX2, q5_1_rows, Q5_1_TILE, 2, 4, 1)
 #define Q4_K_TILE(a, r, i, MR, NR) q45_K_tile_avx2(a, r, i, MR, NR, 0)
 #define Q5_K_TILE(a, r, i, MR, NR) q45_K_tile_avx2(a, r, i, MR, NR, 1)
 #define IQ4_XS_TILE(a, r, i, MR, NR) iq4_xs_tile_avx2(a, r, i, MR, NR)
+#define Q2_K_TILE(a, r, i, MR, NR) q23_K_tile_avx2(a, r, i, MR, NR, 0)
+#define Q3_K_TILE(a, r, i, MR, NR) q23_K_tile_avx2(a, r, i, MR, NR, 1)
 #define Q6_K_TILE(a, r, i, MR, NR) q6_K_tile_avx2(a, r, i, MR, NR)
 TK_DRIVER(TK_AVX2, q4_K_rows, Q4_K_TILE, 1, 4, 1)
 TK_DRIVER(TK_AVX2, q5_K_rows, Q5_K_TILE, 1, 4, 1)
 TK_DRIVER(TK_AVX2, iq4_xs_rows, IQ4_XS_TILE, 1, 4, 1)
+TK_DRIVER(TK_AVX2, q2_K_rows, Q2_K_TILE, 1, 4, 1)
+TK_DRIVER(TK_AVX2, q3_K_rows, Q3_K_TILE, 1, 4, 1)
 TK_DRIVER(TK_AVX2, q6_K_rows, Q6_K_TILE, 1, 4, 1)
 
 // MARK: - F32, F16, BF16 weights × float activations
@@ -243,6 +247,8 @@ TK_AVX2 int32_t tk_matmul_avx2(const tk_matmul_args *a, int64_t r0, int64_t r1) 
     case TK_Q8_0: q8_0_rows(a, r0, r1); return 0;
     case TK_Q5_0: q5_0_rows(a, r0, r1); return 0;
     case TK_Q5_1: q5_1_rows(a, r0, r1); return 0;
+    case TK_Q2_K: q2_K_rows(a, r0, r1); return 0;
+    case TK_Q3_K: q3_K_rows(a, r0, r1); return 0;
     case TK_Q4_K: q4_K_rows(a, r0, r1); return 0;
     case TK_Q5_K: q5_K_rows(a, r0, r1); return 0;
     case TK_IQ4_XS: iq4_xs_rows(a, r0, r1); return 0;

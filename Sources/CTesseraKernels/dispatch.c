@@ -81,7 +81,7 @@ int32_t tk_activation_format(uint32_t type) {
     switch (type) {
     case TK_F32: case TK_F16: case TK_BF16: return TK_ACT_F32;
     case TK_Q4_0: case TK_Q4_1: case TK_Q5_0: case TK_Q5_1: case TK_Q8_0: case TK_IQ4_NL: return TK_ACT_Q8_0;
-    case TK_Q4_K: case TK_Q5_K: case TK_Q6_K: case TK_IQ4_XS: return TK_ACT_Q8_K;
+    case TK_Q2_K: case TK_Q3_K: case TK_Q4_K: case TK_Q5_K: case TK_Q6_K: case TK_IQ4_XS: return TK_ACT_Q8_K;
     default: return TK_ACT_NONE;
     }
 }

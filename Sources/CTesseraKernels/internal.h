@@ -23,13 +23,13 @@
 // GGML type ids (GGUF `ggml_type`).
 enum {
     TK_F32 = 0, TK_F16 = 1, TK_Q4_0 = 2, TK_Q4_1 = 3, TK_Q5_0 = 6, TK_Q5_1 = 7, TK_Q8_0 = 8,
-    TK_Q4_K = 12, TK_Q5_K = 13, TK_Q6_K = 14, TK_IQ4_NL = 20, TK_IQ4_XS = 23, TK_BF16 = 30,
+    TK_Q2_K = 10, TK_Q3_K = 11, TK_Q4_K = 12, TK_Q5_K = 13, TK_Q6_K = 14, TK_IQ4_NL = 20, TK_IQ4_XS = 23, TK_BF16 = 30,
 };
 
 // Block sizes in bytes; byte offsets of the fields are noted where they are read.
 enum {
     TK_Q4_0_BYTES = 18, TK_Q4_1_BYTES = 20, TK_Q5_0_BYTES = 22, TK_Q5_1_BYTES = 24, TK_Q8_0_BYTES = 34,
-    TK_Q4_K_BYTES = 144, TK_Q5_K_BYTES = 176, TK_Q6_K_BYTES = 210, TK_IQ4_NL_BYTES = 18, TK_IQ4_XS_BYTES = 136,
+    TK_Q2_K_BYTES = 84, TK_Q3_K_BYTES = 110, TK_Q4_K_BYTES = 144, TK_Q5_K_BYTES = 176, TK_Q6_K_BYTES = 210, TK_IQ4_NL_BYTES = 18, TK_IQ4_XS_BYTES = 136,
 };
 
 /// Bytes of one 32-element block by the SIMD levels' KIND numbering: 0 Q4_0, 1 Q4_1, 2 Q8_0, 3 Q5_0, 4 Q5_1,
@@ -42,6 +42,13 @@ TK_INLINE size_t tk_q32_block_bytes(int kind) {
 
 /// IQ4_NL's and IQ4_XS's 16 non-linear levels (ggml's kvalues_iq4nl), indexed by a nibble.
 static const int8_t tk_iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/// Q3_K's 6-bit scale of sub-block s (16 elements), less 32: the low nibble from scales[s % 8] (bits 4·(s / 8)), the
+/// high two bits from scales[8 + s % 4] (bits 2·(s / 4)); the scales start at byte 96.
+TK_INLINE int tk_q3_K_scale(const uint8_t *block, int s) {
+    const int low = (block[96 + s % 8] >> (4 * (s / 8))) & 0x0F, high = (block[104 + s % 4] >> (2 * (s / 4))) & 0x03;
+    return (low | high << 4) - 32;
+}
 
 /// IQ4_XS's 6-bit scale of sub-block i, less 32: nibble i of scales_l (4..8) and bits 2i, 2i+1 of scales_h (2..4).
 TK_INLINE int tk_iq4_xs_scale(const uint8_t *block, int i) {

@@ -1,4 +1,4 @@
-// Q4_K, Q5_K, Q6_K and IQ4_XS weights × Q8_K activations in 256-bit integer arithmetic, included by the AVX2 and AVX-512 files.
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS weights × Q8_K activations in 256-bit integer arithmetic, included by the AVX2 and AVX-512 files.
 // The includer defines KQ_TARGET (function attribute), KQ(name) (name suffix) and KQ_MADD_ADD(acc, p16, s16)
 // (acc + pairwise s16 products as s32). Integer block sums are exact; the per-block float formula is the portable one,
 // so results are bit-identical to the portable level. Tiles are one weight row × NR activation rows.
@@ -8,6 +8,15 @@ TK_INLINE KQ_TARGET int32_t KQ(hsum_i32)(__m256i v) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
     return _mm_cvtsi128_si32(s);
+}
+
+/// The NR Q8_K activation rows of a tile from row i: their quants, block scales and 16-element sums.
+TK_INLINE KQ_TARGET void KQ(q8_K_rows)(const tk_matmul_args *a, int64_t i, const int NR, const int8_t **q,
+                                      const float **d, const int16_t **bs) {
+    for (int k = 0; k < NR; k++) {
+        q[k] = (const int8_t *)TK_XROW(a, i, k);
+        d[k] = tk_q8_K_d(q[k], a->cols); bs[k] = tk_q8_K_bsums(q[k], a->cols);
+    }
 }
 
 /// Q4_K (HIGH 0) and Q5_K (HIGH 1, a fifth bit per weight from the 32 qh bytes: bit j for sub-block j).
@@ -20,10 +29,7 @@ TK_INLINE KQ_TARGET void KQ(q45_K_tile)(const tk_matmul_args *a, int64_t r, int6
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
         float acc[4] = {0, 0, 0, 0};
-        for (int k = 0; k < NR; k++) {
-            q[k] = (const int8_t *)TK_XROW(a, i, k);
-            d[k] = tk_q8_K_d(q[k], cols); bs[k] = tk_q8_K_bsums(q[k], cols);
-        }
+        KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += bytes) {   // d(0) dmin(2) scales(4..16) [qh(16..48)] qs(qs_at..)
             for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
             uint8_t sc[8], mn[8];
@@ -69,10 +75,7 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
         float acc[4] = {0, 0, 0, 0};
-        for (int k = 0; k < NR; k++) {
-            q[k] = (const int8_t *)TK_XROW(a, i, k);
-            d[k] = tk_q8_K_d(q[k], cols); bs[k] = tk_q8_K_bsums(q[k], cols);
-        }
+        KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += TK_Q6_K_BYTES) {   // ql(0..128) qh(128..192) scales(192..208) d(208)
             for (int o = 0; o < TK_Q6_K_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
             const int8_t *scales = (const int8_t *)(w + 192);
@@ -137,6 +140,57 @@ TK_INLINE KQ_TARGET void KQ(iq4_xs_tile)(const tk_matmul_args *a, int64_t r, int
             }
             const float dw = tk_half_at(w);
             for (int k = 0; k < NR; k++) acc[k] += (dw * d[k][b]) * (float)KQ(hsum_i32)(isum[k]);
+        }
+        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
+    }
+}
+
+/// Q2_K (HIGH 0) and Q3_K (HIGH 1): 128-element halves n of 32 bytes of 2-bit fields j (elements 128n + 32j + l from
+/// byte l), Q3_K adding bit 4n + j of hmask[l] as bit 2; pair sums of u·a times the 16-element sub-block scales.
+/// Q2_K subtracts dmin·Σ min·bsum; Q3_K's scales are signed (sc − 32) and its u − 4 is Σu·a − 4·bsum.
+TK_INLINE KQ_TARGET void KQ(q23_K_tile)(const tk_matmul_args *a, int64_t r, int64_t i, const int MR, const int NR,
+                                       const int HIGH) {
+    const int64_t cols = a->cols, nb = cols / 256;
+    const size_t bytes = HIGH ? TK_Q3_K_BYTES : TK_Q2_K_BYTES, qs_at = HIGH ? 32 : 16;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *w = TK_WROW(a, r, m);
+        const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
+        float acc[4] = {0, 0, 0, 0};
+        KQ(q8_K_rows)(a, i, NR, q, d, bs);
+        for (int64_t b = 0; b < nb; b++, w += bytes) {
+            for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
+            int16_t sc[16];
+            for (int s = 0; s < 16; s++) sc[s] = (int16_t)(HIGH ? tk_q3_K_scale(w, s) : (w[s] & 0x0F));
+            const __m256i hm = HIGH ? _mm256_loadu_si256((const __m256i *)w) : _mm256_setzero_si256();
+            __m256i isum[4];
+            for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            for (int n = 0; n < 2; n++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + qs_at + 32 * n));
+                for (int j = 0; j < 4; j++) {
+                    __m256i u = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3);
+                    if (HIGH) u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), one), 2));
+                    const int s = 8 * n + 2 * j;   // elements 0..15 of the 32: sub-block s, 16..31: s + 1
+                    const __m256i sv = _mm256_setr_m128i(_mm_set1_epi16(sc[s]), _mm_set1_epi16(sc[s + 1]));
+                    for (int k = 0; k < NR; k++) {
+                        const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 256 * b + 128 * n + 32 * j));
+                        isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(u, av), sv);
+                    }
+                }
+            }
+            const __m256i side = HIGH ? _mm256_loadu_si256((const __m256i *)sc)   // Q3_K: Σ sc·bsum; Q2_K: the mins
+                                      : _mm256_srli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w)), 4);
+            const float dw = tk_half_at(w + (HIGH ? 108 : 80));
+            for (int k = 0; k < NR; k++) {
+                const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
+                const int32_t t = KQ(hsum_i32)(_mm256_madd_epi16(side, bsv));
+                if (HIGH) {
+                    acc[k] += (dw * d[k][b]) * (float)(KQ(hsum_i32)(isum[k]) - 4 * t);
+                } else {
+                    acc[k] += (dw * d[k][b]) * (float)KQ(hsum_i32)(isum[k]);
+                    acc[k] -= (tk_half_at(w + 82) * d[k][b]) * (float)t;
+                }
+            }
         }
         for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
     }

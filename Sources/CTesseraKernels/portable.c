@@ -116,6 +116,41 @@ static float dot_q8_0(const uint8_t *w, const void *xq, int64_t cols) {
     return acc;
 }
 
+/// Q2_K (HIGH 0): scales(0..16: scale | min << 4 per 16 elements) qs(16..80) d(80) dmin(82); element 16s + i is
+/// 2-bit field (s % 8) / 2 of qs[32·(s / 8) + 16·(s % 2) + i], weight d·sc·u − dmin·m.
+/// Q3_K (HIGH 1): hmask(0..32) qs(32..96) scales(96..108) d(108); u gains bit s / 2 of hmask[16·(s % 2) + i] as
+/// bit 2, weight d·(sc − 32)·(u − 4): Σ(u − 4)·a = Σu·a − 4·bsum.
+static float dot_q23_K(const uint8_t *w, const void *xq, int64_t cols, const int HIGH) {
+    const int8_t *q = (const int8_t *)xq;
+    const float *d = tk_q8_K_d(xq, cols);
+    const int16_t *bs = tk_q8_K_bsums(xq, cols);
+    const size_t bytes = HIGH ? TK_Q3_K_BYTES : TK_Q2_K_BYTES, qs_at = HIGH ? 32 : 16;
+    float acc = 0;
+    for (int64_t b = 0; b < cols / 256; b++, w += bytes, q += 256, bs += 16) {
+        int32_t isum = 0, imin = 0;
+        for (int s = 0; s < 16; s++) {
+            const uint8_t *qs = w + qs_at + 32 * (s / 8) + 16 * (s % 2), *hm = w + 16 * (s % 2);
+            const int shift = 2 * ((s % 8) / 2), hbit = s / 2;
+            int32_t dot = 0;
+            for (int i = 0; i < 16; i++) {
+                const int u = ((qs[i] >> shift) & 3) | (HIGH ? ((hm[i] >> hbit) & 1) << 2 : 0);
+                dot += u * q[16 * s + i];
+            }
+            if (HIGH) {
+                isum += tk_q3_K_scale(w, s) * (dot - 4 * bs[s]);
+            } else {
+                isum += (w[s] & 0x0F) * dot;
+                imin += (w[s] >> 4) * bs[s];
+            }
+        }
+        acc += (tk_half_at(w + (HIGH ? 108 : 80)) * d[b]) * (float)isum;
+        if (!HIGH) acc -= (tk_half_at(w + 82) * d[b]) * (float)imin;
+    }
+    return acc;
+}
+static float dot_q2_K(const uint8_t *w, const void *xq, int64_t cols) { return dot_q23_K(w, xq, cols, 0); }
+static float dot_q3_K(const uint8_t *w, const void *xq, int64_t cols) { return dot_q23_K(w, xq, cols, 1); }
+
 /// Q4_K (high = 0) and Q5_K (high = 1): sub-block j's weights are d·sc·q − dmin·m, q the nibble of byte l of its
 /// 32-byte group (low nibbles for even j), plus 16 × bit j of qh[l] in Q5_K.
 static float dot_q45_K(const uint8_t *w, const void *xq, int64_t cols, int high) {
@@ -223,6 +258,8 @@ int32_t tk_matmul_portable(const tk_matmul_args *a, int64_t r0, int64_t r1) {
     case TK_Q5_0: dot = dot_q5_0; break;
     case TK_Q5_1: dot = dot_q5_1; break;
     case TK_Q8_0: dot = dot_q8_0; break;
+    case TK_Q2_K: dot = dot_q2_K; break;
+    case TK_Q3_K: dot = dot_q3_K; break;
     case TK_Q4_K: dot = dot_q4_K; break;
     case TK_Q5_K: dot = dot_q5_K; break;
     case TK_IQ4_NL: dot = dot_iq4_nl; break;

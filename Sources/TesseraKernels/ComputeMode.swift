@@ -7,7 +7,7 @@ public enum ComputeMode: Sendable, Equatable, CustomStringConvertible {
     /// float32 throughout: each weight row is dequantized exactly as `gguf` does and dotted with float activations.
     /// Results do not depend on the CPU level or the thread count. The reference path.
     case exact
-    /// Activations are quantized per product (Q8_0 for Q4_0/Q4_1/Q8_0 weights, Q8_K for Q4_K/Q5_K/Q6_K) and multiplied
+    /// Activations are quantized per product (Q8_0 for Q4_0/Q4_1/Q8_0 weights, Q8_K for the K-quants and IQ4_XS) and multiplied
     /// in integer SIMD arithmetic with per-block scales, as llama.cpp does; Q4_0/Q4_1/Q8_0 rows are repacked 16 at a
     /// time when a matrix is prepared (`WeightMatrix.prepared(for:)`); F32/F16/BF16 weights use FMA kernels on float
     /// activations; attention and SiLU use FMA and a vectorised exp. Weight types without a kernel fall back to

@@ -48,7 +48,7 @@ final class FusionTests: XCTestCase {
     }
 
     func testFusedProductsEqualSeparateProducts() throws {
-        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_nl, .q4_K, .q5_K, .iq4_xs, .f16, .f32] {
+        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_nl, .q2_K, .q3_K, .q4_K, .q5_K, .iq4_xs, .f16, .f32] {
             let cols = type.blockSize == 256 ? 256 : 96
             let ws = [Weights(type, rows: 48, cols: cols, seed: 1), Weights(type, rows: 16, cols: cols, seed: 2),
                       Weights(type, rows: 21, cols: cols, seed: 3)]
@@ -113,7 +113,7 @@ final class FusionTests: XCTestCase {
     }
 
     func testAccumulatingProductEqualsProductPlusAdd() throws {
-        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_nl, .q4_K, .q5_K, .q6_K, .iq4_xs, .bf16, .f16, .f32] {
+        for type in [GGMLType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .iq4_nl, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_xs, .bf16, .f16, .f32] {
             let cols = type.blockSize == 256 ? 256 : 128, rows = 37
             try Weights(type, rows: rows, cols: cols, seed: 9).withMatrix { raw in
                 forEachLevel { level in

@@ -7,7 +7,7 @@ import TesseraModels
 import XCTest
 
 final class ProductPathTests: XCTestCase {
-    /// A one-layer llama GGUF (hidden 256) whose attn_q is Q5_0 (a fast type) and ffn_down Q2_K (no fast kernel);
+    /// A one-layer llama GGUF (hidden 256) whose attn_q is Q5_0 (a fast type) and ffn_down Q8_1 (no fast kernel);
     /// the rest float32.
     func writeMixedFile() throws -> String {
         let c = try LlamaConfig(hiddenSize: 256, intermediateSize: 256, layerCount: 1, headCount: 4, kvHeadCount: 2,
@@ -38,9 +38,9 @@ final class ProductPathTests: XCTestCase {
                 var bytes = [UInt8](repeating: 0, count: GGMLType.q5_0.byteCount(elements: values.count)!)
                 bytes.withUnsafeMutableBytes { GGMLType.q5_0.quantize(values, count: values.count, into: $0.baseAddress!) }
                 try writer.addTensor(stored, type: .q5_0, shape: shape, data: bytes)
-            case "blk.0.ffn_down.weight":   // random Q2_K blocks: only the type matters here
-                let bytes = (0..<GGMLType.q2_K.byteCount(elements: values.count)!).map { UInt8(truncatingIfNeeded: $0 &* 37) }
-                try writer.addTensor(stored, type: .q2_K, shape: shape, data: bytes)
+            case "blk.0.ffn_down.weight":   // random Q8_1 blocks: only the type matters here
+                let bytes = (0..<GGMLType.q8_1.byteCount(elements: values.count)!).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+                try writer.addTensor(stored, type: .q8_1, shape: shape, data: bytes)
             default:
                 try writer.addTensor(stored, shape: shape, values: values)
             }
@@ -61,7 +61,7 @@ final class ProductPathTests: XCTestCase {
         XCTAssertTrue(paths.first { $0.name == "blk.0.attn_q.weight" }?.fast ?? false, "Q5_0 has a fast kernel")
         let notice = try XCTUnwrap(blueprint.slowPathNotice())
         XCTAssertTrue(notice.contains("1 of 8 matrices have no fast kernel"), notice)
-        XCTAssertTrue(notice.contains("Q2_K: 1 tensor, 0.02 MiB"), notice)
+        XCTAssertTrue(notice.contains("Q8_1: 1 tensor, 0.07 MiB"), notice)
         XCTAssertTrue(notice.contains("blk.0.ffn_down.weight"), notice)
         XCTAssertTrue(notice.contains(path), notice)
     }

@@ -49,7 +49,7 @@ enum {
     TK_ACT_NONE = 0,  ///< no kernel for this weight type
     TK_ACT_F32 = 1,   ///< float rows (F32, F16, BF16 weights)
     TK_ACT_Q8_0 = 2,  ///< Q8_0 rows (Q4_0, Q4_1, Q8_0 weights)
-    TK_ACT_Q8_K = 3,  ///< Q8_K rows (Q4_K, Q5_K, Q6_K weights)
+    TK_ACT_Q8_K = 3,  ///< Q8_K rows (Q2_K … Q6_K and IQ4_XS weights)
 };
 /// The activation format the kernels for weights of GGML type id `ggml_type` take.
 int32_t tk_activation_format(uint32_t ggml_type);
