@@ -6,7 +6,7 @@ struct InferBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infer-bench",
         abstract: "Tessera benchmarks: each prints ratios against a peer measured in the same run.",
-        subcommands: [CollectivesBench.self, ParallelBench.self, CompareBench.self, AblationBench.self, PositionsBench.self,
+        subcommands: [CollectivesBench.self, ParallelBench.self, CompareBench.self, QuantizeBench.self, AblationBench.self, PositionsBench.self,
                       BandwidthBench.self,
                       SyntheticModelCommand.self])
 }

@@ -1,9 +1,10 @@
 // Quantization of float rows into GGML block formats, following ggml's reference quantizers (round to nearest,
-// scales stored as IEEE half), so files Tessera writes read back identically in llama.cpp.
+// scales stored as IEEE half), so files Tessera writes read back identically in llama.cpp. The 32-element types are
+// here; the super-block types and the IQ4 types are in SuperBlockQuantize.swift.
 
 extension GGMLType {
     /// Whether `quantize` can produce this type.
-    public var canQuantize: Bool { [.q8_0, .q4_0, .q5_0, .q5_1, .f32, .f16].contains(self) }
+    public var canQuantize: Bool { self != .q8_1 && self != .q8_K }
 
     /// Encodes `count` floats (a whole number of blocks) into `dst`, which holds `byteCount(elements: count)` bytes.
     public func quantize(_ src: UnsafePointer<Float>, count: Int, into dst: UnsafeMutableRawPointer) {
@@ -48,7 +49,16 @@ extension GGMLType {
                 let d = (hi - lo) / 31, id: Float = d != 0 ? 1 / d : 0
                 storeQ5(out, d: d, m: lo) { i in UInt8(min(31, Int8((x[i] - lo) * id + 0.5))) }
             }
-        default: break
+        case .q4_1: SuperBlockQuantizer.q4_1(src, count / 32, dst)
+        case .q2_K: SuperBlockQuantizer.q2_K(src, count / 256, dst)
+        case .q3_K: SuperBlockQuantizer.q3_K(src, count / 256, dst)
+        case .q4_K: SuperBlockQuantizer.q4_5_K(src, count / 256, dst, fiveBits: false)
+        case .q5_K: SuperBlockQuantizer.q4_5_K(src, count / 256, dst, fiveBits: true)
+        case .q6_K: SuperBlockQuantizer.q6_K(src, count / 256, dst)
+        case .iq4_nl: SuperBlockQuantizer.iq4_nl(src, count / 32, dst)
+        case .iq4_xs: SuperBlockQuantizer.iq4_xs(src, count / 256, dst)
+        case .bf16: for i in 0..<count { dst.storeBytes(of: floatToBFloat16(src[i]), toByteOffset: 2 * i, as: UInt16.self) }
+        case .q8_1, .q8_K: break
         }
     }
 
@@ -66,6 +76,13 @@ extension GGMLType {
         }
         out.storeBytes(of: high.littleEndian, toByteOffset: qh, as: UInt32.self)
     }
+}
+
+/// bfloat16 from float: the upper half of the bits, rounded to nearest even; NaN stays a quiet NaN.
+public func floatToBFloat16(_ value: Float) -> UInt16 {
+    guard !value.isNaN else { return 0x7FC0 }
+    let bits = value.bitPattern
+    return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
 }
 
 /// IEEE 754 half from float, round to nearest even (as hardware conversion does).

@@ -1,6 +1,9 @@
-// Re-encoding stored tensors as F32, F16, Q8_0 or Q4_0: the per-tensor rule a model conversion follows
+import Dispatch
+import Foundation
+
+// Re-encoding stored tensors as any type `GGMLType.quantize` writes: the per-tensor rule a model conversion follows
 // (`GGMLType.conversionTarget`) and the conversion itself, one row at a time through a row-sized float scratch
-// (dequantize the row, quantize it again), so a tensor is never held whole in float32.
+// (dequantize the row, quantize it again), so a tensor is never held whole in float32; rows spread over the cores.
 // Used by `infer-worker quantize` (whole files) and by quantize-at-load (one `TensorView` at a time).
 
 /// Bytes owned by one object: 64-byte aligned (any SIMD load), zero-filled, freed with the object. A `TensorView`
@@ -66,13 +69,10 @@ public struct TensorConversionError: Error, CustomStringConvertible {
 }
 
 extension GGMLType {
-    /// The types a tensor can be converted to (those `quantize` produces), in the order command lines list them.
-    public static let conversionTypes: [GGMLType] = [.q8_0, .q5_1, .q5_0, .q4_0, .f16, .f32]
-
     /// llama.cpp's `general.file_type` (`llama_ftype`, LLAMA_FTYPE_MOSTLY_*) of a model whose matrices are all of
-    /// this type, for the types Tessera writes.
+    /// this type (the file type whose base type it is), for the types Tessera writes.
     public var llamaFileType: UInt32? {
-        [GGMLType.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7, .q5_0: 8, .q5_1: 9][self]
+        QuantizationMix.all.first { $0.base == self && !["q4_k_s", "q5_k_s", "q3_k_s", "q3_k_l"].contains($0.name) }?.fileType
     }
 
     /// The type named `name` (`q8_0`, `Q4_K`, `f16`, ... any case), or nil.
@@ -83,7 +83,7 @@ extension GGMLType {
         self = type
     }
 
-    /// What converting a model to `requested` (one of `conversionTypes`) does to the tensor `info`:
+    /// What converting a model's matrices to `requested` (`canQuantize`) at load does to the tensor `info`:
     /// - only 2-D weight matrices (name ending in `weight`) are converted; 1-D tensors (norms, biases) and tensors of
     ///   other ranks are kept as stored, and so is a matrix already of the requested type;
     /// - a matrix whose row length is not a multiple of the requested type's block size (stories260K's `ffn_down`
@@ -127,14 +127,14 @@ public enum TensorConversion {
     public static func byteCount(_ info: TensorInfo, as target: GGMLType) throws -> Int {
         guard target.canQuantize else {
             throw TensorConversionError(tensor: info.name, reason: "cannot convert to \(target): the conversion "
-                + "targets are \(GGMLType.conversionTypes.map { "\($0)" }.joined(separator: ", "))")
+                + "targets are \(GGMLType.allCases.filter(\.canQuantize).map { "\($0)" }.joined(separator: ", "))")
         }
         if let problem = target.rowLengthProblem(info.rowLength) { throw TensorConversionError(tensor: info.name, reason: problem) }
         return target.byteCount(elements: info.elementCount) ?? 0
     }
 
     /// Converts the tensor `info` (any type `dequantize` reads, any shape; rows run along the last dimension) whose
-    /// bytes are `data` into `target` (F32, F16, Q8_0 or Q4_0), writing `byteCount(info, as: target)` bytes to `dst`.
+    /// bytes are `data` into `target` (any type `GGMLType.quantize` writes), writing `byteCount(info, as: target)` bytes to `dst`.
     public static func convert(_ data: UnsafeRawBufferPointer, _ info: TensorInfo, to target: GGMLType,
                                into dst: UnsafeMutableRawBufferPointer) throws {
         let size = try byteCount(info, as: target)
@@ -147,9 +147,18 @@ public enum TensorConversion {
             throw TensorConversionError(tensor: info.name, reason: "destination holds \(dst.count) bytes, \(target) needs \(size)")
         }
         guard size > 0, let src = data.baseAddress, let out = dst.baseAddress else { return }
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: info.rowLength)
-        defer { scratch.deallocate() }
-        info.type.convertRows(src, rows: info.rowCount, rowLength: info.rowLength, to: target, into: out, scratch: scratch)
+        // rows are independent: spread over the cores in chunks, each with its own scratch row (same bytes either way)
+        let rows = info.rowCount, chunks = min(rows, max(1, ProcessInfo.processInfo.activeProcessorCount) * 4)
+        let srcRow = info.type.byteCount(elements: info.rowLength) ?? 0, dstRow = target.byteCount(elements: info.rowLength) ?? 0
+        nonisolated(unsafe) let (source, destination) = (src, out)
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = rows * c / chunks, hi = rows * (c + 1) / chunks
+            guard hi > lo else { return }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: info.rowLength)
+            defer { scratch.deallocate() }
+            info.type.convertRows(source + lo * srcRow, rows: hi - lo, rowLength: info.rowLength, to: target,
+                                  into: destination + lo * dstRow, scratch: scratch)
+        }
     }
 
     /// The tensor converted into a new 64-byte-aligned buffer of its own.
@@ -161,7 +170,7 @@ public enum TensorConversion {
 }
 
 extension TensorView {
-    /// This tensor re-encoded as `target` (F32, F16, Q8_0 or Q4_0): a view of a new 64-byte-aligned `AlignedBuffer`,
+    /// This tensor re-encoded as `target` (any type `GGMLType.quantize` writes): a view of a new 64-byte-aligned `AlignedBuffer`,
     /// which is its `owner` (a `WeightMatrix` made from it keeps the buffer alive). `self`, uncopied, when already
     /// `target`. Throws `TensorConversionError` naming the tensor when its rows do not split into `target`'s blocks.
     /// `data` is valid only while the returned view (its `owner`) is alive: keep the view, or a `WeightMatrix` made

@@ -4,8 +4,9 @@ import TesseraTestSupport
 import XCTest
 
 /// `infer-worker quantize` end to end on stories260K (F32): the converted files load, keep every metadata key but
-/// `general.file_type`, hold the expected tensor types, and score within 1% of the F32 file's perplexity; bad input
-/// exits non-zero with a message naming what is wrong.
+/// `general.file_type` and `general.quantization_version`, hold the types llama.cpp's rules give each tensor, and
+/// score within their tolerance of the F32 file's perplexity; bad input exits non-zero with a message naming what is
+/// wrong.
 final class QuantizeCommandTests: XCTestCase {
     var dir: URL!
 
@@ -47,24 +48,31 @@ final class QuantizeCommandTests: XCTestCase {
             let r = try quantize(["--model", storiesGGUF, "--type", type, "--out", out])
             XCTAssertEqual(r.status, 0, "\(r)")
             XCTAssertEqual(r.stdout, "", "the summary goes to stderr")
-            let fallen = ggml.blockSize == 32 ? 5 : 0   // ffn_down's rows of 172 do not fit blocks of 32
-            for piece in ["converted to \(ggml.description)", "11 kept", "\(fallen) fallen back", "bytes", "ratio"] {
+            // ffn_down's rows of 172 fit no block: F16; q5_0/q5_1's head (the tied embedding) is Q6_K, whose blocks
+            // do not fit rows of 64: Q8_0
+            let fallen = ggml == .f16 ? 0 : ggml == .q8_0 ? 5 : 6
+            for piece in ["tensors as \(ggml.description)", "11 kept", "\(fallen) fallen back", "bytes", "ratio"] {
                 XCTAssertTrue(r.stderr.contains(piece), "\(type): expected '\(piece)' in:\n\(r.stderr)")
             }
 
             let output = try GGUFFile(path: out)
             XCTAssertEqual(output.metadata["general.file_type"]?.int, fileType, type)
-            XCTAssertEqual(output.metadataKeys.filter { $0 != "general.file_type" },
-                           input.metadataKeys.filter { $0 != "general.file_type" }, "\(type): keys and their order")
-            for key in input.metadataKeys where key != "general.file_type" {
+            XCTAssertEqual(output.metadata["general.quantization_version"]?.int, 2, type)
+            let replaced: Set<String> = ["general.file_type", "general.quantization_version"]
+            XCTAssertEqual(output.metadataKeys.filter { !replaced.contains($0) },
+                           input.metadataKeys.filter { !replaced.contains($0) }, "\(type): keys and their order")
+            for key in input.metadataKeys where !replaced.contains(key) {
                 XCTAssertEqual(output.metadata[key], input.metadata[key], "\(type): metadata '\(key)'")
             }
             XCTAssertEqual(output.alignment, input.alignment)
             XCTAssertEqual(output.tensorNames, input.tensorNames, "\(type): tensor order")
             for name in input.tensorNames {
                 let before = try XCTUnwrap(input.tensorInfos[name]), after = try XCTUnwrap(output.tensorInfos[name])
+                // llama.cpp's rules: norms stay; rows of 172 fit no block (F16); the tied embedding is the head,
+                // Q6_K unless the type is Q8_0, and Q6_K's 256-blocks do not fit rows of 64 (Q8_0)
                 let expected: GGMLType = before.shape.count == 1 ? .f32
-                    : name.hasSuffix("ffn_down.weight") && ggml.blockSize == 32 ? .f32 : ggml
+                    : name.hasSuffix("ffn_down.weight") ? .f16
+                    : name == "token_embd.weight" && ggml.blockSize == 32 ? .q8_0 : ggml
                 XCTAssertEqual(after, TensorInfo(name: name, type: expected, shape: before.shape), type)
             }
 
@@ -97,7 +105,7 @@ final class QuantizeCommandTests: XCTestCase {
         for input in [storiesHF, storiesHF + "/model.safetensors"] {
             try expectFailure(["--model", input, "--type", "q8_0", "--out", out], [input, "GGUF", "--quantize"])
         }
-        try expectFailure(["--model", storiesGGUF, "--type", "q5_k", "--out", out], ["q5_k", "q8_0, q5_1, q5_0, q4_0, f16, f32"])
+        try expectFailure(["--model", storiesGGUF, "--type", "q7_k", "--out", out], ["q7_k", "q4_k_m", "q6_k", "q8_0, f16, bf16, f32"])
         try expectFailure(["--model", storiesGGUF, "--type", "q8_0", "--out", dir.path], [dir.path, "folder"])
         try expectFailure(["--model", storiesGGUF, "--type", "q8_0", "--out", "/nonexistent-folder/out.gguf"],
                           ["/nonexistent-folder/out.gguf", "cannot create"])
