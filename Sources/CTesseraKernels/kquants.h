@@ -10,6 +10,26 @@ TK_INLINE KQ_TARGET int32_t KQ(hsum_i32)(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+/// The lane sums of two vectors at once: *x = Σ u, *y = Σ v.
+TK_INLINE KQ_TARGET void KQ(hsum2_i32)(__m256i u, __m256i v, int32_t *x, int32_t *y) {
+    const __m256i h = _mm256_hadd_epi32(u, v);                 // per 128-bit half: u01 u23 v01 v23
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    const __m128i t = _mm_hadd_epi32(s, s);                    // Σu Σv Σu Σv
+    *x = _mm_cvtsi128_si32(t); *y = _mm_extract_epi32(t, 1);
+}
+
+/// Q4_K's and Q5_K's eight 6-bit scales (bytes 0..7 of the result) and eight 6-bit minimums (bytes 8..15) from the
+/// 12 packed bytes: sub-blocks 0..3 in the low six bits of bytes 0..3 (scales) and 4..7 (minimums), 4..7 in the
+/// nibbles of bytes 8..11 with their top two bits in the top bits of bytes 0..7.
+TK_INLINE KQ_TARGET __m128i KQ(q4_K_scales)(const uint8_t *p) {
+    uint32_t u[3]; memcpy(u, p, 12);
+    const uint32_t six = 0x3F3F3F3Fu, low4 = 0x0F0F0F0Fu, top2 = 0x03030303u;
+    const uint32_t sc_lo = u[0] & six, mn_lo = u[1] & six;
+    const uint32_t sc_hi = (u[2] & low4) | (((u[0] >> 6) & top2) << 4);
+    const uint32_t mn_hi = ((u[2] >> 4) & low4) | (((u[1] >> 6) & top2) << 4);
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+}
+
 /// The NR Q8_K activation rows of a tile from row i: their quants, block scales and 16-element sums.
 TK_INLINE KQ_TARGET void KQ(q8_K_rows)(const tk_matmul_args *a, int64_t i, const int NR, const int8_t **q,
                                       const float **d, const int16_t **bs) {
@@ -32,12 +52,12 @@ TK_INLINE KQ_TARGET void KQ(q45_K_tile)(const tk_matmul_args *a, int64_t r, int6
         KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += bytes) {   // d(0) dmin(2) scales(4..16) [qh(16..48)] qs(qs_at..)
             for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
-            uint8_t sc[8], mn[8];
-            for (int j = 0; j < 8; j++) tk_q4_K_scale_min(w + 4, j, &sc[j], &mn[j]);
-            const __m256i mins = _mm256_setr_epi16(mn[0], mn[0], mn[1], mn[1], mn[2], mn[2], mn[3], mn[3],
-                                                   mn[4], mn[4], mn[5], mn[5], mn[6], mn[6], mn[7], mn[7]);
-            __m256i isum[4];
-            for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            const __m128i packed = KQ(q4_K_scales)(w + 4);
+            // minimums as s16, each twice (one per 16-element activation sum); scales as s16 in both halves
+            const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(packed, packed));
+            const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(packed));
+            __m256i isum[4], isum2[4];
+            for (int k = 0; k < NR; k++) isum[k] = isum2[k] = _mm256_setzero_si256();
             const __m256i qh = HIGH ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
             for (int g = 0; g < 4; g++) {   // 64 elements: low nibbles sub-block 2g, high nibbles 2g + 1
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(w + qs_at + 32 * g));
@@ -46,20 +66,22 @@ TK_INLINE KQ_TARGET void KQ(q45_K_tile)(const tk_matmul_args *a, int64_t r, int6
                     lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
                     hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
                 }
-                const __m256i slo = _mm256_set1_epi16(sc[2 * g]), shi = _mm256_set1_epi16(sc[2 * g + 1]);
+                // scale words 2g and 2g + 1 in every lane (pshufb picking bytes 4g, 4g + 1 and 4g + 2, 4g + 3)
+                const __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(((4 * g + 1) << 8) | (4 * g))));
+                const __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)(((4 * g + 3) << 8) | (4 * g + 2))));
                 for (int k = 0; k < NR; k++) {
                     const int8_t *qa = q[k] + 256 * b + 64 * g;
                     const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)qa));
                     const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(qa + 32)));
                     isum[k] = KQ_MADD_ADD(isum[k], pl, slo);
-                    isum[k] = KQ_MADD_ADD(isum[k], ph, shi);
+                    isum2[k] = KQ_MADD_ADD(isum2[k], ph, shi);   // a second chain: half the dependent latency
                 }
             }
             const float dw = tk_half_at(w), dmin = tk_half_at(w + 2);
             for (int k = 0; k < NR; k++) {
-                const int32_t is = KQ(hsum_i32)(isum[k]);
                 const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
-                const int32_t im = KQ(hsum_i32)(_mm256_madd_epi16(mins, bsv));
+                int32_t is, im;
+                KQ(hsum2_i32)(_mm256_add_epi32(isum[k], isum2[k]), _mm256_madd_epi16(mins, bsv), &is, &im);
                 acc[k] += (dw * d[k][b]) * (float)is;
                 acc[k] -= (dmin * d[k][b]) * (float)im;
             }
@@ -78,9 +100,9 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
         KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += TK_Q6_K_BYTES) {   // ql(0..128) qh(128..192) scales(192..208) d(208)
             for (int o = 0; o < TK_Q6_K_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
-            const int8_t *scales = (const int8_t *)(w + 192);
-            __m256i isum[4];
-            for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 192)));
+            __m256i isum[4], isum2[4];   // two chains (chunks 0, 2 and 1, 3): half the dependent latency
+            for (int k = 0; k < NR; k++) isum[k] = isum2[k] = _mm256_setzero_si256();
             for (int h = 0; h < 2; h++) {   // elements 128h + 32c + l, c = 0..3
                 const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
                 const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
@@ -91,21 +113,28 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
                 qc[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
                 qc[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                const __m256i half = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1)
+                                                                       : _mm256_castsi256_si128(sc16));  // scales 8h..8h+7
                 for (int c = 0; c < 4; c++) {
-                    const int s = 8 * h + 2 * c;   // scales of elements 0..15 and 16..31 of this chunk
-                    const __m256i sv = _mm256_setr_m128i(_mm_set1_epi16(scales[s]), _mm_set1_epi16(scales[s + 1]));
+                    // scales 8h + 2c (elements 0..15 of this chunk, low 128 bits) and 8h + 2c + 1 (16..31, high)
+                    const __m256i sv = _mm256_shuffle_epi8(half, _mm256_setr_epi8(
+                        4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1,
+                        4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1,
+                        4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3,
+                        4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3));
                     for (int k = 0; k < NR; k++) {
                         const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 256 * b + 128 * h + 32 * c));
-                        isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(qc[c], av), sv);
+                        if (c % 2 == 0) isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(qc[c], av), sv);
+                        else isum2[k] = KQ_MADD_ADD(isum2[k], _mm256_maddubs_epi16(qc[c], av), sv);
                     }
                 }
             }
-            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
             const float dw = tk_half_at(w + 208);
             for (int k = 0; k < NR; k++) {
                 const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
-                const int32_t corr = KQ(hsum_i32)(_mm256_madd_epi16(sc16, bsv));
-                const int32_t is = KQ(hsum_i32)(isum[k]) - 32 * corr;
+                int32_t sum, corr;
+                KQ(hsum2_i32)(_mm256_add_epi32(isum[k], isum2[k]), _mm256_madd_epi16(sc16, bsv), &sum, &corr);
+                const int32_t is = sum - 32 * corr;
                 acc[k] += (dw * d[k][b]) * (float)is;
             }
         }

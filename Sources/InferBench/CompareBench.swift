@@ -25,6 +25,10 @@ struct CompareBench: ParsableCommand {
     @Option(help: "Tokens to generate.") var genTokens = 128
     @Option(help: "Python of a virtual environment with llama-cpp-python (launch/setup --llama-cpp makes one).")
     var python = NSString(string: "~/.cache/tessera/llama-venv/bin/python").expandingTildeInPath
+    @Option(help: "The llama.cpp program measured: python (llama-cpp-python, greedy generation) or llama-bench (llama.cpp's own benchmark, built by launch/setup --llama-tools; prompt and generation measured apart, as it does).")
+    var peer = "python"
+    @Option(help: "Folder of llama.cpp's programs (launch/setup --llama-tools).")
+    var llamaTools = NSString(string: "~/.cache/tessera/llama-tools").expandingTildeInPath
     @Flag(help: "Tessera's exact float32 products instead of the fast kernels.") var exact = false
     @Option(help: "CSV output (with --types also NAME-types.svg, the chart of the ratios).") var csv = "compare.csv"
 
@@ -36,6 +40,10 @@ struct CompareBench: ParsableCommand {
         let root = try repositoryRoot()
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw ValidationError("no llama-cpp-python at \(python): run launch/setup --llama-cpp (it builds llama.cpp with pip)")
+        }
+        guard ["python", "llama-bench"].contains(peer) else { throw ValidationError("--peer: python or llama-bench, not '\(peer)'") }
+        if peer == "llama-bench" && !FileManager.default.isExecutableFile(atPath: llamaBench) {
+            throw ValidationError("no llama-bench at \(llamaBench): run launch/setup --llama-tools (cmake build of llama.cpp)")
         }
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-llama-bench.py")
         try Self.llamaScript.write(to: script, atomically: true, encoding: .utf8)
@@ -97,7 +105,8 @@ struct CompareBench: ParsableCommand {
                                     exact ? "--exact-f32" : "--fast"]
                         ours.append(try tessera(worker, args))
                     } else {
-                        theirs.append(try llama(script, modelPath, threads: t, prompt: prompt))
+                        theirs.append(peer == "llama-bench" ? try llamaBenchRun(modelPath, threads: t)
+                                      : try llama(script, modelPath, threads: t, prompt: prompt))
                     }
                 }
             }
@@ -140,11 +149,33 @@ struct CompareBench: ParsableCommand {
 
     /// Which llama.cpp the peer is: llama-cpp-python's version and llama.cpp's system info (the CPU features it
     /// was built with and uses).
+    var llamaBench: String { "\(llamaTools)/bin/llama-bench" }
+
+    /// One llama-bench run: prompt processing of `promptTokens` and generation of `genTokens`, one repetition.
+    func llamaBenchRun(_ model: String, threads: Int) throws -> Speed {
+        let args = ["-m", model, "-p", "\(promptTokens)", "-n", "\(genTokens)", "-t", "\(threads)", "-r", "1", "-o", "json"]
+        let (status, out, err) = try runCapturing(URL(fileURLWithPath: llamaBench), args)
+        guard status == 0, let tests = try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]],
+              let p = tests.first(where: { ($0["n_gen"] as? Int) == 0 })?["avg_ts"] as? Double,
+              let d = tests.first(where: { ($0["n_prompt"] as? Int) == 0 })?["avg_ts"] as? Double else {
+            throw ValidationError("llama-bench run failed (exit \(status)): \(err.suffix(1500))")
+        }
+        return Speed(prompt: p, decode: d)
+    }
+
     func llamaBuild() throws -> String {
+        if peer == "llama-bench" {
+            let build = (try? String(contentsOfFile: "\(llamaTools)/BUILD", encoding: .utf8)) ?? ""
+            return "llama-bench (" + build.split(separator: "\n").joined(separator: "; ") + ")"
+        }
         let code = "import llama_cpp; print(llama_cpp.__version__, llama_cpp.llama_print_system_info().decode().strip())"
         let (status, out, err) = try runCapturing(URL(fileURLWithPath: python), ["-c", code])
         guard status == 0 else { throw ValidationError("llama-cpp-python does not import: \(err.suffix(500))") }
-        return "llama-cpp-python " + out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let recorded = URL(fileURLWithPath: python).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("tessera-build.txt")
+        let flags = (try? String(contentsOf: recorded, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            ?? "build flags not recorded (built before launch/setup recorded them)"
+        return "llama-cpp-python " + out.trimmingCharacters(in: .whitespacesAndNewlines) + " (\(flags))"
     }
 
     /// Bytes of the weight matrices one decode step reads: every 2-D tensor but the token embedding (one row is
