@@ -18,6 +18,43 @@ TK_INLINE KQ_TARGET void KQ(hsum2_i32)(__m256i u, __m256i v, int32_t *x, int32_t
     *x = _mm_cvtsi128_si32(t); *y = _mm_extract_epi32(t, 1);
 }
 
+/// The lane sums of u[0..NR) (NR ≤ 4, a constant) in lanes 0..NR of the result, the others 0: one hadd tree for the
+/// tile's rows instead of a reduction per row (integer sums: the same numbers in any order).
+TK_INLINE KQ_TARGET __m128i KQ(hsum4_i32)(const __m256i *u, const int NR) {
+    if (NR == 1) return _mm_cvtsi32_si128(KQ(hsum_i32)(u[0]));
+    const __m256i z = _mm256_setzero_si256();
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(u[0], u[1]),
+                                        NR > 2 ? _mm256_hadd_epi32(u[2], NR > 3 ? u[3] : z) : z);
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/// hsum4 of u and of v (one row: both in one tree).
+TK_INLINE KQ_TARGET void KQ(hsum4x2_i32)(const __m256i *u, const __m256i *v, const int NR, __m128i *su, __m128i *sv) {
+    if (NR == 1) {
+        int32_t x, y; KQ(hsum2_i32)(u[0], v[0], &x, &y);
+        *su = _mm_cvtsi32_si128(x); *sv = _mm_cvtsi32_si128(y);
+    } else {
+        *su = KQ(hsum4_i32)(u, NR); *sv = KQ(hsum4_i32)(v, NR);
+    }
+}
+
+/// The tile's activation rows' block-b scales d[k][b] in lanes k < NR, the others 0.
+TK_INLINE KQ_TARGET __m128 KQ(block_d4)(const float **d, int64_t b, const int NR) {
+    return _mm_setr_ps(d[0][b], NR > 1 ? d[1][b] : 0.0f, NR > 2 ? d[2][b] : 0.0f, NR > 3 ? d[3][b] : 0.0f);
+}
+
+/// acc ± (s·d)·n in every lane: the portable level's per-block step (acc += (s·d)·(float)n), NR rows at once.
+TK_INLINE KQ_TARGET __m128 KQ(block_step)(__m128 acc, float s, __m128 d, __m128i n, const int SUBTRACT) {
+    const __m128 t = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(s), d), _mm_cvtepi32_ps(n));
+    return SUBTRACT ? _mm_sub_ps(acc, t) : _mm_add_ps(acc, t);
+}
+
+/// Writes lanes k < NR of acc to output row i + k, column r + m.
+TK_INLINE KQ_TARGET void KQ(put_rows)(const tk_matmul_args *a, int64_t r, int64_t i, int m, const int NR, __m128 acc) {
+    float out[4]; _mm_storeu_ps(out, acc);
+    for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), out[k]);
+}
+
 /// Q4_K's and Q5_K's eight 6-bit scales (bytes 0..7 of the result) and eight 6-bit minimums (bytes 8..15) from the
 /// 12 packed bytes: sub-blocks 0..3 in the low six bits of bytes 0..3 (scales) and 4..7 (minimums), 4..7 in the
 /// nibbles of bytes 8..11 with their top two bits in the top bits of bytes 0..7.
@@ -28,6 +65,33 @@ TK_INLINE KQ_TARGET __m128i KQ(q4_K_scales)(const uint8_t *p) {
     const uint32_t sc_hi = (u[2] & low4) | (((u[0] >> 6) & top2) << 4);
     const uint32_t mn_hi = ((u[2] >> 4) & low4) | (((u[1] >> 6) & top2) << 4);
     return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+}
+
+/// From eight s16 scales in both 128-bit halves (sub-blocks 8h..8h+7 of a block): scale 2c in every word of the low
+/// half and scale 2c + 1 in the high half, for a 32-element chunk whose elements 0..15 and 16..31 are two sub-blocks.
+TK_INLINE KQ_TARGET __m256i KQ(pair_scales)(__m256i half, const int c) {
+    return _mm256_shuffle_epi8(half, _mm256_setr_epi8(
+        4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1,
+        4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1,
+        4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3,
+        4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3));
+}
+
+/// Sub-block scales 8h..8h+7 of a 16-scale s16 vector, in both halves.
+TK_INLINE KQ_TARGET __m256i KQ(scale_half)(__m256i sc16, const int h) {
+    return _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
+}
+
+/// Q3_K's sixteen signed scales (6 bits less 32) as s16 from the 12 packed bytes: scale s has its low four bits in
+/// nibble s / 8 of byte s % 8 and its top two in bits 2(s / 4) of byte 8 + s % 4.
+TK_INLINE KQ_TARGET __m256i KQ(q3_K_scales)(const uint8_t *p) {
+    uint32_t u[3]; memcpy(u, p, 12);
+    const uint32_t low4 = 0x0F0F0F0Fu, top2 = 0x03030303u;
+    const __m128i v = _mm_setr_epi32((int)((u[0] & low4) | ((u[2] & top2) << 4)),
+                                     (int)((u[1] & low4) | (((u[2] >> 2) & top2) << 4)),
+                                     (int)(((u[0] >> 4) & low4) | (((u[2] >> 4) & top2) << 4)),
+                                     (int)(((u[1] >> 4) & low4) | (((u[2] >> 6) & top2) << 4)));
+    return _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
 }
 
 /// The NR Q8_K activation rows of a tile from row i: their quants, block scales and 16-element sums.
@@ -48,7 +112,7 @@ TK_INLINE KQ_TARGET void KQ(q45_K_tile)(const tk_matmul_args *a, int64_t r, int6
     for (int m = 0; m < MR; m++) {
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
-        float acc[4] = {0, 0, 0, 0};
+        __m128 acc = _mm_setzero_ps();
         KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += bytes) {   // d(0) dmin(2) scales(4..16) [qh(16..48)] qs(qs_at..)
             for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
@@ -77,16 +141,18 @@ TK_INLINE KQ_TARGET void KQ(q45_K_tile)(const tk_matmul_args *a, int64_t r, int6
                     isum2[k] = KQ_MADD_ADD(isum2[k], ph, shi);   // a second chain: half the dependent latency
                 }
             }
-            const float dw = tk_half_at(w), dmin = tk_half_at(w + 2);
+            __m256i ms[4];   // Σ min·bsum
             for (int k = 0; k < NR; k++) {
-                const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
-                int32_t is, im;
-                KQ(hsum2_i32)(_mm256_add_epi32(isum[k], isum2[k]), _mm256_madd_epi16(mins, bsv), &is, &im);
-                acc[k] += (dw * d[k][b]) * (float)is;
-                acc[k] -= (dmin * d[k][b]) * (float)im;
+                isum[k] = _mm256_add_epi32(isum[k], isum2[k]);
+                ms[k] = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b)));
             }
+            __m128i is, im;
+            KQ(hsum4x2_i32)(isum, ms, NR, &is, &im);
+            const __m128 db = KQ(block_d4)(d, b, NR);
+            acc = KQ(block_step)(acc, tk_half_at(w), db, is, 0);
+            acc = KQ(block_step)(acc, tk_half_at(w + 2), db, im, 1);
         }
-        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
+        KQ(put_rows)(a, r, i, m, NR, acc);
     }
 }
 
@@ -96,7 +162,7 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
     for (int m = 0; m < MR; m++) {
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
-        float acc[4] = {0, 0, 0, 0};
+        __m128 acc = _mm_setzero_ps();
         KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += TK_Q6_K_BYTES) {   // ql(0..128) qh(128..192) scales(192..208) d(208)
             for (int o = 0; o < TK_Q6_K_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
@@ -113,15 +179,10 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
                 qc[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
                 qc[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-                const __m256i half = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1)
-                                                                       : _mm256_castsi256_si128(sc16));  // scales 8h..8h+7
+                const __m256i half = KQ(scale_half)(sc16, h);   // scales 8h..8h+7
                 for (int c = 0; c < 4; c++) {
                     // scales 8h + 2c (elements 0..15 of this chunk, low 128 bits) and 8h + 2c + 1 (16..31, high)
-                    const __m256i sv = _mm256_shuffle_epi8(half, _mm256_setr_epi8(
-                        4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1,
-                        4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1, 4 * c, 4 * c + 1,
-                        4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3,
-                        4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3, 4 * c + 2, 4 * c + 3));
+                    const __m256i sv = KQ(pair_scales)(half, c);
                     for (int k = 0; k < NR; k++) {
                         const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 256 * b + 128 * h + 32 * c));
                         if (c % 2 == 0) isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(qc[c], av), sv);
@@ -129,16 +190,17 @@ TK_INLINE KQ_TARGET void KQ(q6_K_tile)(const tk_matmul_args *a, int64_t r, int64
                     }
                 }
             }
-            const float dw = tk_half_at(w + 208);
+            __m256i cs[4];   // Σ scale·bsum: the −32 offset of every weight
             for (int k = 0; k < NR; k++) {
-                const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
-                int32_t sum, corr;
-                KQ(hsum2_i32)(_mm256_add_epi32(isum[k], isum2[k]), _mm256_madd_epi16(sc16, bsv), &sum, &corr);
-                const int32_t is = sum - 32 * corr;
-                acc[k] += (dw * d[k][b]) * (float)is;
+                isum[k] = _mm256_add_epi32(isum[k], isum2[k]);
+                cs[k] = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b)));
             }
+            __m128i sum, corr;
+            KQ(hsum4x2_i32)(isum, cs, NR, &sum, &corr);
+            acc = KQ(block_step)(acc, tk_half_at(w + 208), KQ(block_d4)(d, b, NR),
+                                 _mm_sub_epi32(sum, _mm_slli_epi32(corr, 5)), 0);
         }
-        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
+        KQ(put_rows)(a, r, i, m, NR, acc);
     }
 }
 
@@ -151,7 +213,7 @@ TK_INLINE KQ_TARGET void KQ(iq4_xs_tile)(const tk_matmul_args *a, int64_t r, int
     for (int m = 0; m < MR; m++) {
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4];
-        float acc[4] = {0, 0, 0, 0};
+        __m128 acc = _mm_setzero_ps();
         for (int k = 0; k < NR; k++) { q[k] = (const int8_t *)TK_XROW(a, i, k); d[k] = tk_q8_K_d(q[k], cols); }
         for (int64_t b = 0; b < nb; b++, w += TK_IQ4_XS_BYTES) {   // d(0) scales_h(2) scales_l(4..8) qs(8..136)
             for (int o = 0; o < TK_IQ4_XS_BYTES; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
@@ -167,10 +229,9 @@ TK_INLINE KQ_TARGET void KQ(iq4_xs_tile)(const tk_matmul_args *a, int64_t r, int
                     isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av, wv)), sc);
                 }
             }
-            const float dw = tk_half_at(w);
-            for (int k = 0; k < NR; k++) acc[k] += (dw * d[k][b]) * (float)KQ(hsum_i32)(isum[k]);
+            acc = KQ(block_step)(acc, tk_half_at(w), KQ(block_d4)(d, b, NR), KQ(hsum4_i32)(isum, NR), 0);
         }
-        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
+        KQ(put_rows)(a, r, i, m, NR, acc);
     }
 }
 
@@ -185,42 +246,45 @@ TK_INLINE KQ_TARGET void KQ(q23_K_tile)(const tk_matmul_args *a, int64_t r, int6
     for (int m = 0; m < MR; m++) {
         const uint8_t *w = TK_WROW(a, r, m);
         const int8_t *q[4]; const float *d[4]; const int16_t *bs[4];
-        float acc[4] = {0, 0, 0, 0};
+        __m128 acc = _mm_setzero_ps();
         KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += bytes) {
             for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
-            int16_t sc[16];
-            for (int s = 0; s < 16; s++) sc[s] = (int16_t)(HIGH ? tk_q3_K_scale(w, s) : (w[s] & 0x0F));
+            // the sixteen scales as s16: Q3_K's signed 6-bit ones, Q2_K's low nibbles (high nibbles: the minimums)
+            const __m256i sc16 = HIGH ? KQ(q3_K_scales)(w + 96)
+                                      : _mm256_cvtepu8_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)w), _mm_set1_epi8(0x0F)));
             const __m256i hm = HIGH ? _mm256_loadu_si256((const __m256i *)w) : _mm256_setzero_si256();
             __m256i isum[4];
             for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
             for (int n = 0; n < 2; n++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(w + qs_at + 32 * n));
+                const __m256i half = KQ(scale_half)(sc16, n);
                 for (int j = 0; j < 4; j++) {
                     __m256i u = _mm256_and_si256(_mm256_srli_epi16(v, 2 * j), m3);
                     if (HIGH) u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), one), 2));
-                    const int s = 8 * n + 2 * j;   // elements 0..15 of the 32: sub-block s, 16..31: s + 1
-                    const __m256i sv = _mm256_setr_m128i(_mm_set1_epi16(sc[s]), _mm_set1_epi16(sc[s + 1]));
+                    // elements 0..15 of the 32: sub-block 8n + 2j, 16..31: 8n + 2j + 1
+                    const __m256i sv = KQ(pair_scales)(half, j);
                     for (int k = 0; k < NR; k++) {
                         const __m256i av = _mm256_loadu_si256((const __m256i *)(q[k] + 256 * b + 128 * n + 32 * j));
                         isum[k] = KQ_MADD_ADD(isum[k], _mm256_maddubs_epi16(u, av), sv);
                     }
                 }
             }
-            const __m256i side = HIGH ? _mm256_loadu_si256((const __m256i *)sc)   // Q3_K: Σ sc·bsum; Q2_K: the mins
+            const __m256i side = HIGH ? sc16   // Q3_K: Σ sc·bsum; Q2_K: the mins
                                       : _mm256_srli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w)), 4);
+            __m256i ts[4];
+            for (int k = 0; k < NR; k++) ts[k] = _mm256_madd_epi16(side, _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b)));
+            __m128i is, t;
+            KQ(hsum4x2_i32)(isum, ts, NR, &is, &t);
             const float dw = tk_half_at(w + (HIGH ? 108 : 80));
-            for (int k = 0; k < NR; k++) {
-                const __m256i bsv = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b));
-                const int32_t t = KQ(hsum_i32)(_mm256_madd_epi16(side, bsv));
-                if (HIGH) {
-                    acc[k] += (dw * d[k][b]) * (float)(KQ(hsum_i32)(isum[k]) - 4 * t);
-                } else {
-                    acc[k] += (dw * d[k][b]) * (float)KQ(hsum_i32)(isum[k]);
-                    acc[k] -= (tk_half_at(w + 82) * d[k][b]) * (float)t;
-                }
+            const __m128 db = KQ(block_d4)(d, b, NR);
+            if (HIGH) {
+                acc = KQ(block_step)(acc, dw, db, _mm_sub_epi32(is, _mm_slli_epi32(t, 2)), 0);
+            } else {
+                acc = KQ(block_step)(acc, dw, db, is, 0);
+                acc = KQ(block_step)(acc, tk_half_at(w + 82), db, t, 1);
             }
         }
-        for (int k = 0; k < NR; k++) TK_PUT(a, TK_Y(a, i, k, r, m), acc[k]);
+        KQ(put_rows)(a, r, i, m, NR, acc);
     }
 }

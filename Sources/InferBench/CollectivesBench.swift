@@ -126,7 +126,7 @@ struct CollectivesBench: ParsableCommand {
         }
         static let csvHeader = "operation,bytes,ranks,swift_us,raw_us,ratio,swift_GBps,calls_per_batch"
         var csv: String {
-            String(format: "%@,%d,%d,%.3f,%.3f,%.4f,%.4f,%d", op as NSString, bytes, ranks, swift * 1e6, raw * 1e6, ratio, gbps, iterations)
+            String(format: "%@,%ld,%d,%.3f,%.3f,%.4f,%.4f,%d", op as NSString, bytes, ranks, swift * 1e6, raw * 1e6, ratio, gbps, iterations)
         }
     }
 }

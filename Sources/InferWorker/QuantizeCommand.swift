@@ -117,7 +117,7 @@ struct QuantizeCommand: ParsableCommand {
             lines.append("  fallen back (row length not a multiple of the block): " + names.joined(separator: ", ")
                 + (fallen.count > 8 ? ", ... \(fallen.count - 8) more" : ""))
         }
-        lines.append(String(format: "  tensor data %d -> %d bytes (ratio %.3f); file %d -> %d bytes", before, after,
+        lines.append(String(format: "  tensor data %ld -> %ld bytes (ratio %.3f); file %ld -> %ld bytes", before, after,
                             before > 0 ? Double(after) / Double(before) : 1, fileSize(model), fileSize(out)))
         return lines.joined(separator: "\n")
     }
