@@ -250,9 +250,9 @@ TK_INLINE KQ_TARGET void KQ(q23_K_tile)(const tk_matmul_args *a, int64_t r, int6
         KQ(q8_K_rows)(a, i, NR, q, d, bs);
         for (int64_t b = 0; b < nb; b++, w += bytes) {
             for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + TK_PREFETCH + o, _MM_HINT_T0);
-            // the sixteen scales as s16: Q3_K's signed 6-bit ones, Q2_K's low nibbles (high nibbles: the minimums)
-            const __m256i sc16 = HIGH ? KQ(q3_K_scales)(w + 96)
-                                      : _mm256_cvtepu8_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)w), _mm_set1_epi8(0x0F)));
+            // the sixteen scales as s16: Q3_K's signed 6-bit ones; Q2_K's bytes, scale in the low nibble, minimum high
+            const __m256i q2sm = HIGH ? _mm256_setzero_si256() : _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w));
+            const __m256i sc16 = HIGH ? KQ(q3_K_scales)(w + 96) : _mm256_and_si256(q2sm, _mm256_set1_epi16(0x0F));
             const __m256i hm = HIGH ? _mm256_loadu_si256((const __m256i *)w) : _mm256_setzero_si256();
             __m256i isum[4];
             for (int k = 0; k < NR; k++) isum[k] = _mm256_setzero_si256();
@@ -270,8 +270,7 @@ TK_INLINE KQ_TARGET void KQ(q23_K_tile)(const tk_matmul_args *a, int64_t r, int6
                     }
                 }
             }
-            const __m256i side = HIGH ? sc16   // Q3_K: Σ sc·bsum; Q2_K: the mins
-                                      : _mm256_srli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)w)), 4);
+            const __m256i side = HIGH ? sc16 : _mm256_srli_epi16(q2sm, 4);   // Q3_K: Σ sc·bsum; Q2_K: the mins
             __m256i ts[4];
             for (int k = 0; k < NR; k++) ts[k] = _mm256_madd_epi16(side, _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * b)));
             __m128i is, t;
