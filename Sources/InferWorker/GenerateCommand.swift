@@ -95,8 +95,9 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var topologyOptions: TopologyOptions
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup(title: "Scheduling") var scheduling: SchedulingOptions
     @Option(help: "Prompt text (raw completion unless --chat).") var prompt: String?
-    @Option(help: "File with one prompt per line; all run as one batch.") var promptsFile: String?
+    @Option(help: "File with one prompt per line, all submitted at once to the scheduler.") var promptsFile: String?
     @Flag(help: "Apply the model's chat template, the prompt being the user's message.") var chat = false
     @Option(help: "System message for --chat.") var system: String?
     @Option(help: "Output: text (streamed) or jsonl (one JSON object per prompt: ids, text, stop reason).")

@@ -15,9 +15,10 @@ extension GenerateCommand {
         let load = try modelOptions.loadOptions()
         let deployment = try Deployment(
             topology: try topologyOptions.load(), world: runtime.world, source: source,
-            options: DeploymentOptions(load: load, sequenceSlots: prompts.count,
+            options: DeploymentOptions(load: load, sequenceSlots: scheduling.maxSequences ?? prompts.count,
                                        context: modelOptions.context, reduction: tpReduction == .mpi ? .mpi : .rankOrder,
-                                       recompute: noKvCache, fault: fault.flatMap(InjectedFault.init)))
+                                       recompute: noKvCache, fault: fault.flatMap(InjectedFault.init),
+                                       kvBlockSize: scheduling.kvBlockSize, kvCacheMemory: scheduling.kvCacheMemory))
         guard case .coordinator(let executor) = deployment.part else {
             try deployment.serve()
             try gatherReports(deployment, source: source)
@@ -27,9 +28,10 @@ extension GenerateCommand {
         let model = deployment.model!
         let tokenizer = try Tokenizer.load(source)
         let requestsTokens = try promptTokens(prompts, tokenizer: tokenizer)
-        log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; %d rank%@; %@ products on %d thread%@ per rank (CPU level %@)",
+        log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; KV cache %d blocks of %d positions (%@ per rank); %d rank%@; %@ products on %d thread%@ per rank (CPU level %@)",
                    modelPath, deployment.blueprint.architecture, model.layerCount, Date().timeIntervalSince(loadStart),
-                   deployment.context, runtime.world.size, runtime.world.size == 1 ? "" : "s",
+                   deployment.context, deployment.paging.blockCount, deployment.paging.blockSize,
+                   byteSize(deployment.kvCacheBytes), runtime.world.size, runtime.world.size == 1 ? "" : "s",
                    load.compute.mode.description, load.compute.threads, load.compute.threads == 1 ? "" : "s",
                    CPULevel.active.description))
         if let notice = deployment.slowPathNotice { log("tessera: " + notice) }
@@ -41,7 +43,7 @@ extension GenerateCommand {
             GenerationRequest(promptTokens: $0, maxTokens: sampling.maxTokens, sampling: sampling.parameters(seed: seed),
                               stopStrings: sampling.stop, stopAtEOS: !sampling.ignoreEOS)
         }
-        let generator = Generator(executor: executor, tokenizer: tokenizer)
+        let generator = Generator(executor: executor, tokenizer: tokenizer, options: scheduling.scheduler())
         generator.keepPromptLogits = promptLogits != nil
         let streaming = format == .text && prompts.count == 1
         let (outputs, stats) = try generator.generate(requests) { _, text in
@@ -53,7 +55,8 @@ extension GenerateCommand {
         case .jsonl:
             for (i, o) in outputs.enumerated() {
                 writeOut(jsonLine(["prompt_index": i, "prompt_ids": requests[i].promptTokens, "ids": o.tokens,
-                                   "text": o.text, "stop_reason": o.stopReason.rawValue]) + "\n")
+                                   "text": o.text, "stop_reason": o.stopReason.rawValue,
+                                   "cached_tokens": o.cachedPromptTokens]) + "\n")
             }
         }
         try deployment.finish()
@@ -67,6 +70,11 @@ extension GenerateCommand {
             try floats.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: promptLogits)) }
         }
         log(speedReport(stats, weightBytes: model.weightBytes))
+        if let s = generator.scheduler {
+            let c = s.counters
+            log("tessera: scheduler: \(c.steps) steps, \(c.preemptions) preemption\(c.preemptions == 1 ? "" : "s"), \(c.computedPromptTokens) prompt positions computed"
+                + (s.blocks.prefixCaching ? ", prefix cache \(s.blocks.hitTokens) of \(s.blocks.queriedTokens) prompt tokens" : ""))
+        }
     }
 
     /// Collective over the world: every rank's report (and, with --profile, operator table), printed by the
@@ -139,6 +147,13 @@ func peakResidentBytes() -> Int {
 /// Writes to stdout unbuffered, so streamed text appears as it is produced.
 func writeOut(_ text: String) {
     FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+/// `n` bytes as KiB, MiB or GiB with one decimal.
+func byteSize(_ n: Int) -> String {
+    let units = [("GiB", 30), ("MiB", 20), ("KiB", 10)]
+    for (name, shift) in units where n >= 1 << shift { return String(format: "%.1f %@", Double(n) / Double(1 << shift), name) }
+    return "\(n) B"
 }
 
 func jsonLine(_ object: [String: Any]) -> String {

@@ -23,12 +23,17 @@ public struct DeploymentOptions: Sendable {
     public var recompute: Bool
     /// A failure to inject on its rank (fault drills).
     public var fault: InjectedFault?
+    /// Positions per KV block.
+    public var kvBlockSize: Int
+    /// Bytes of KV blocks per rank; nil = enough for every slot's whole context, capped at half the available
+    /// memory. All ranks take the smallest block count any of them can afford.
+    public var kvCacheMemory: Int?
 
     public init(load: LoadOptions = LoadOptions(), sequenceSlots: Int = 1, context: Int? = nil,
                 reduction: CommunicatorGroup.Reduction = .rankOrder, recompute: Bool = false,
-                fault: InjectedFault? = nil) {
+                fault: InjectedFault? = nil, kvBlockSize: Int = 16, kvCacheMemory: Int? = nil) {
         self.load = load; self.sequenceSlots = sequenceSlots; self.context = context; self.reduction = reduction
-        self.recompute = recompute; self.fault = fault
+        self.recompute = recompute; self.fault = fault; self.kvBlockSize = kvBlockSize; self.kvCacheMemory = kvCacheMemory
     }
 }
 
@@ -51,6 +56,10 @@ public final class Deployment {
     public let model: (any LanguageModel)?
     /// Positions per sequence every rank reserved.
     public let context: Int
+    /// The KV block pool every decoder rank holds.
+    public let paging: KVPaging
+    /// Bytes of this rank's KV blocks.
+    public let kvCacheBytes: Int
     /// The pipeline stage, in a multi-rank job.
     public let stage: PipelineStage?
     /// Weight bytes the plan gives this rank, and what it holds beyond its mapped slices.
@@ -81,6 +90,7 @@ public final class Deployment {
         }
         guard case .decoder(let role) = groups.role else {
             model = nil; context = 0; stage = nil; distributed = nil
+            paging = KVPaging(blockSize: 1, blockCount: 0); kvCacheBytes = 0
             memory = RankMemory(); part = .worker
             return
         }
@@ -105,15 +115,18 @@ public final class Deployment {
         self.model = model
         context = try Deployment.agreeOnContext(model: model, options: options, decoder: groups.decoder!)
         let slots = options.sequenceSlots
+        paging = try Deployment.agreeOnPaging(model: model, layers: layers.count, context: context, options: options,
+                                              decoder: groups.decoder!)
+        kvCacheBytes = layers.count * model.kvBytesPerPosition * paging.blockSize * paging.blockCount
         if world.size == 1 {
             stage = nil; distributed = nil
             part = .coordinator(options.recompute
                 ? try RecomputingExecutor(model: model, sequenceSlots: slots, contextLength: context)
-                : try LocalExecutor(model: model, sequenceSlots: slots, contextLength: context))
+                : try LocalExecutor(model: model, sequenceSlots: slots, contextLength: context, paging: paging))
             return
         }
         let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!, sequenceSlots: slots,
-                                      contextLength: context)
+                                      contextLength: context, paging: paging)
         if let fault = options.fault, fault.rank == world.rank { stage.fault = fault }
         self.stage = stage
         if groups.isCoordinator {
@@ -156,17 +169,39 @@ public final class Deployment {
             mine = requested
         } else {
             let trained = model.trainedContextLength
-            let bytesPerPosition = model.layerCount * model.kvBytesPerPosition * options.sequenceSlots
+            let bytesPerPosition = model.layerCount * model.kvBytesPerPosition
             let budget = availableMemory() / 2
             let fits = max(1, budget / max(bytesPerPosition, 1))
             if fits < trained {
-                FileHandle.standardError.write(Data("tessera: context capped at \(fits) positions (the model's \(trained) would need \(trained * bytesPerPosition >> 20) MiB of KV cache; \(budget >> 20) MiB available); set --context to choose\n".utf8))
+                FileHandle.standardError.write(Data("tessera: context capped at \(fits) positions (the model's \(trained) would need \(trained * bytesPerPosition >> 20) MiB of KV cache for one sequence; \(budget >> 20) MiB available); set --context to choose\n".utf8))
             }
             mine = min(fits, trained)
         }
         var agreed = [Int64(mine)]
         try agreed.withUnsafeMutableBufferPointer { try decoder.allReduce($0, op: .min) }
         return Int(agreed[0])
+    }
+
+    /// Blocks of `kvBlockSize` positions in `kvCacheMemory` bytes of this rank's layers, else enough for every
+    /// slot's whole context but at most half the available memory; then the smallest count over the decoder ranks.
+    static func agreeOnPaging(model: any LanguageModel, layers: Int, context: Int, options: DeploymentOptions,
+                              decoder: Communicator) throws -> KVPaging {
+        guard options.kvBlockSize > 0 else {
+            throw GenerationError(description: "--kv-block-size must be positive, got \(options.kvBlockSize)")
+        }
+        if let m = options.kvCacheMemory, m <= 0 {
+            throw GenerationError(description: "--kv-cache-memory must be positive, got \(m)")
+        }
+        let bytesPerBlock = max(1, layers * model.kvBytesPerPosition * options.kvBlockSize)
+        var paging = kvPaging(blockSize: options.kvBlockSize, memory: options.kvCacheMemory, bytesPerBlock: bytesPerBlock,
+                              sequenceSlots: options.sequenceSlots, contextLength: context)
+        if options.kvCacheMemory == nil {
+            paging.blockCount = max(1, min(paging.blockCount, availableMemory() / 2 / bytesPerBlock))
+        }
+        var agreed = [Int64(paging.blockCount)]
+        try agreed.withUnsafeMutableBufferPointer { try decoder.allReduce($0, op: .min) }
+        paging.blockCount = Int(agreed[0])
+        return paging
     }
 }
 

@@ -21,6 +21,8 @@ public struct GenerationRequest: Sendable {
 
 public enum StopReason: String, Sendable, Codable {
     case endOfSequence = "eos", stopString = "stop", maxTokens = "length", contextFull = "context"
+    /// Cancelled before it ended (a client went away, the server shut down).
+    case cancelled
 }
 
 /// What one request produced.
@@ -32,6 +34,12 @@ public struct GenerationOutput: Sendable {
     public var stopReason: StopReason = .maxTokens
     /// Logits at the last prompt position (kept only when asked for).
     public var promptLogits: [Float]? = nil
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    public var cachedPromptTokens = 0
+    /// Times the request was preempted (and recomputed) for lack of KV blocks.
+    public var preemptions = 0
+    /// Seconds from submission to the first generated token (nil if none).
+    public var timeToFirstToken: Double? = nil
 }
 
 /// Timings of one `generate` call.
@@ -55,115 +63,58 @@ public struct GenerationError: Error, CustomStringConvertible, Sendable {
     public init(description: String) { self.description = description }
 }
 
-/// The coordinator's loop: prefill every prompt in one batch, then decode all live sequences together, sampling
-/// once per sequence per step on this rank. Text is streamed through `onText(requestIndex, text)`.
+/// Completes a list of requests through the scheduler (every one submitted at once, so they are admitted in
+/// order as slots, budget and KV blocks allow). Text is streamed through `onText(requestIndex, text)`.
 public final class Generator {
     public let executor: any StepExecutor
     public let tokenizer: Tokenizer
+    public var options: SchedulerOptions
     /// Keep the last prompt position's logits in each output (for cross-checks).
     public var keepPromptLogits = false
-    /// Called before each decode step with the step's index (0 = the step after the prompt); for instrumentation.
+    /// Called before each step that only decodes, with the count of such steps before it; for instrumentation.
     public var onDecodeStep: ((Int) -> Void)?
+    /// The scheduler of the last `generate` (its counters).
+    public private(set) var scheduler: Scheduler?
 
-    public init(executor: any StepExecutor, tokenizer: Tokenizer) {
-        self.executor = executor; self.tokenizer = tokenizer
+    public init(executor: any StepExecutor, tokenizer: Tokenizer, options: SchedulerOptions = SchedulerOptions()) {
+        self.executor = executor; self.tokenizer = tokenizer; self.options = options
     }
 
     public func generate(_ requests: [GenerationRequest],
-                         onText: (Int, Substring) -> Void = { _, _ in }) throws -> ([GenerationOutput], GenerationStats) {
+                         onText: @escaping (Int, Substring) -> Void = { _, _ in }) throws -> ([GenerationOutput], GenerationStats) {
         guard !requests.isEmpty else { return ([], GenerationStats()) }
-        try validate(requests)
-        for slot in requests.indices { try executor.release(sequence: slot) }
-        let vocab = executor.vocabularySize
-        var sequences = try requests.enumerated().map {
-            try SequenceState(index: $0.offset, request: $0.element, tokenizer: tokenizer, vocab: vocab)
-        }
+        let scheduler = try Scheduler(executor: executor, tokenizer: tokenizer, options: options)
+        self.scheduler = scheduler
+        scheduler.keepPromptLogits = keepPromptLogits
+        scheduler.onDecodeStep = onDecodeStep
         var outputs = [GenerationOutput](repeating: GenerationOutput(), count: requests.count)
         var stats = GenerationStats()
         stats.promptTokens = requests.reduce(0) { $0 + $1.promptTokens.count }
-        var logits = [Float](repeating: 0, count: requests.count * vocab)
-        var batch = Batch()
-
+        var firstToken: Date?, lastPrefill: Date?
+        scheduler.onText = onText
+        scheduler.onFinish = { outputs[$0] = $1 }
+        for (i, r) in requests.enumerated() { try scheduler.submit(r, id: i) }
         let start = Date()
-        try prefill(sequences, batch: &batch, logits: &logits)
-        stats.prefillSeconds = Date().timeIntervalSince(start)
-        for i in sequences.indices {
-            if keepPromptLogits { outputs[i].promptLogits = Array(logits[i * vocab ..< (i + 1) * vocab]) }
-            if requests[i].maxTokens == 0 { sequences[i].finish(.maxTokens) }
+        var prefilling = true
+        while scheduler.hasWork {
+            try scheduler.step()
+            if firstToken == nil && scheduler.counters.generatedTokens > 0 { firstToken = Date() }
+            if prefilling && scheduler.counters.computedPromptTokens >= stats.promptTokens - cachedSoFar(scheduler) {
+                prefilling = false; lastPrefill = Date()
+            } else if !prefilling {
+                stats.decodeSteps += 1
+            }
         }
-        let decodeStart = Date()
-        try decode(&sequences, batch: &batch, logits: &logits, stats: &stats, start: start, onText: onText)
-        stats.decodeSeconds = Date().timeIntervalSince(decodeStart)
-        for i in sequences.indices {
-            if let tail = sequences[i].flush() { onText(i, tail) }
-            outputs[i].tokens = sequences[i].generated
-            outputs[i].text = sequences[i].text
-            outputs[i].stopReason = sequences[i].stopReason
-        }
+        let end = Date(), prefilled = lastPrefill ?? end
+        stats.prefillSeconds = prefilled.timeIntervalSince(start)
+        stats.decodeSeconds = end.timeIntervalSince(prefilled)
+        stats.timeToFirstToken = firstToken.map { $0.timeIntervalSince(start) } ?? 0
+        stats.generatedTokens = scheduler.counters.generatedTokens
         return (outputs, stats)
     }
 
-    /// Every request fits a slot and the context, and holds only vocabulary ids; errors name the request.
-    func validate(_ requests: [GenerationRequest]) throws {
-        guard requests.count <= executor.sequenceSlots else {
-            throw GenerationError(description: "\(requests.count) prompts but only \(executor.sequenceSlots) sequence slots")
-        }
-        let context = executor.contextLength, vocab = executor.vocabularySize
-        for (i, r) in requests.enumerated() {
-            guard !r.promptTokens.isEmpty else { throw GenerationError(description: "request \(i): the prompt is empty") }
-            guard r.promptTokens.count < context else {
-                throw GenerationError(description: "request \(i): the prompt has \(r.promptTokens.count) tokens but the context holds \(context) (raise --context, or shorten the prompt)")
-            }
-            guard r.maxTokens >= 0 else { throw GenerationError(description: "request \(i): max tokens must be >= 0") }
-            if let bad = r.promptTokens.first(where: { $0 < 0 || $0 >= vocab }) {
-                throw GenerationError(description: "request \(i): token id \(bad) outside the vocabulary of \(vocab)")
-            }
-        }
-    }
-
-    /// Every prompt in one batch, logits at each prompt's last position (row i for sequence i).
-    func prefill(_ sequences: [SequenceState], batch: inout Batch, logits: inout [Float]) throws {
-        for s in sequences {
-            for (p, token) in s.history.enumerated() {
-                batch.append(token: token, position: p, sequence: s.index, wantsLogits: p == s.history.count - 1)
-            }
-        }
-        try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, logits: $0) }
-    }
-
-    /// Samples from the latest logits and feeds the sampled tokens back as one batch until every sequence is done;
-    /// index arrays are reused every step (no allocation per token).
-    func decode(_ sequences: inout [SequenceState], batch: inout Batch, logits: inout [Float],
-                stats: inout GenerationStats, start: Date, onText: (Int, Substring) -> Void) throws {
-        let context = executor.contextLength, vocab = executor.vocabularySize
-        var live = sequences.indices.filter { !sequences[$0].done }
-        var rows = Array(sequences.indices)      // prefill wrote one logits row per sequence
-        live.reserveCapacity(sequences.count); rows.reserveCapacity(sequences.count)
-        while !live.isEmpty {
-            onDecodeStep?(stats.decodeSteps)
-            for (row, i) in rows.enumerated() where !sequences[i].done {
-                let token = logits.withUnsafeMutableBufferPointer {
-                    sequences[i].sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: $0[row * vocab ..< (row + 1) * vocab]),
-                                                history: sequences[i].history)
-                }
-                if stats.generatedTokens == 0 { stats.timeToFirstToken = Date().timeIntervalSince(start) }
-                stats.generatedTokens += 1
-                if let text = sequences[i].accept(token, context: context) { onText(i, text) }
-            }
-            live.removeAll(keepingCapacity: true)
-            for i in sequences.indices where !sequences[i].done { live.append(i) }
-            guard !live.isEmpty else { break }
-            batch.removeAll()
-            for i in live {
-                let s = sequences[i]
-                batch.append(token: s.history.last!, position: s.history.count - 1, sequence: s.index, wantsLogits: true)
-            }
-            try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, logits: $0) }
-            stats.decodeSteps += 1
-            rows.removeAll(keepingCapacity: true)
-            rows.append(contentsOf: live)
-        }
-    }
+    /// Prompt tokens the prefix cache supplied so far.
+    private func cachedSoFar(_ s: Scheduler) -> Int { s.blocks.hitTokens }
 }
 
 /// One sequence being generated: its tokens, sampler, streaming decoder and stop rules.

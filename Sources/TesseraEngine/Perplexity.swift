@@ -15,12 +15,11 @@ public enum Perplexity {
         guard tokens.count <= executor.contextLength else {
             throw GenerationError(description: "\(tokens.count) tokens exceed the context of \(executor.contextLength) (raise --context)")
         }
-        try executor.release(sequence: slot)
         let vocab = executor.vocabularySize
         var batch = Batch(tokens: tokens, sequence: slot, startingAt: 0, allLogits: true)
         batch.wantsLogits[tokens.count - 1] = false      // nothing to predict after the last token
         var logits = [Float](repeating: 0, count: (tokens.count - 1) * vocab)
-        try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, logits: $0) }
+        try logits.withUnsafeMutableBufferPointer { try executor.executeAlone(batch, slot: slot, logits: $0) }
         var total = 0.0
         for i in 0..<(tokens.count - 1) {
             let row = logits[i * vocab ..< (i + 1) * vocab]

@@ -8,31 +8,61 @@ public protocol StepExecutor: AnyObject {
     var contextLength: Int { get }
     /// Sequence slots available (the most sequences one batch may mix).
     var sequenceSlots: Int { get }
-    /// Runs one step and writes `[batch.logitCount × vocabularySize]` logits, in batch order.
-    func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws
-    /// Forgets a slot's cached positions so a new sequence can use it.
-    func release(sequence: Int) throws
+    /// The KV block pool every rank holds (the scheduler's block manager hands out its blocks).
+    var paging: KVPaging { get }
+    /// Whether cached blocks can be shared between sequences (not when every step recomputes its prefix).
+    var supportsPrefixCache: Bool { get }
+    /// Applies the block-table changes, runs one step and writes `[batch.logitCount × vocabularySize]` logits, in
+    /// batch order.
+    func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws
+}
+
+extension StepExecutor {
+    public var supportsPrefixCache: Bool { true }
+
+    /// Runs a step for one sequence in slot `slot` from position 0, on blocks `0 ..<` as many as it needs (the
+    /// caller owns the whole pool: perplexity and checks, not the scheduler).
+    public func executeAlone(_ batch: Batch, slot: Int = 0, logits: UnsafeMutableBufferPointer<Float>) throws {
+        let positions = (batch.positions.max() ?? -1) + 1, needed = paging.blocks(for: positions)
+        guard needed <= paging.blockCount else {
+            throw GenerationError(description: "\(positions) positions need \(needed) KV blocks but the cache has \(paging.blockCount) (raise --kv-cache-memory)")
+        }
+        var updates = BlockTableUpdates()
+        updates.append(slot: slot, first: 0, length: 0, blocks: 0..<needed)
+        try execute(batch, updates: updates, logits: logits)
+    }
+}
+
+/// The block pool of `sequenceSlots` slots of `contextLength` positions in blocks of `blockSize` from `memory`
+/// bytes (nil: as many as every slot's whole context needs), for a rank holding `bytesPerBlock` per block.
+public func kvPaging(blockSize: Int, memory: Int?, bytesPerBlock: Int, sequenceSlots: Int, contextLength: Int) -> KVPaging {
+    let perSequence = (contextLength + blockSize - 1) / blockSize
+    let count = memory.map { $0 / max(bytesPerBlock, 1) } ?? sequenceSlots * perSequence
+    return KVPaging(blockSize: blockSize, blockCount: max(1, count))
 }
 
 /// One process runs the whole model.
 public final class LocalExecutor: StepExecutor {
     public let model: any LanguageModel
-    public let cache: any KVCache
+    public let cache: PagedKVCache
 
-    public init(model: any LanguageModel, sequenceSlots: Int, contextLength: Int) throws {
+    /// A paged cache of `paging` (nil: every slot's whole context, in blocks of 16 positions).
+    public init(model: any LanguageModel, sequenceSlots: Int, contextLength: Int, paging: KVPaging? = nil) throws {
         self.model = model
-        cache = try model.makeCache(sequences: sequenceSlots, contextLength: contextLength)
+        let paging = paging ?? kvPaging(blockSize: 16, memory: nil, bytesPerBlock: 1, sequenceSlots: sequenceSlots,
+                                        contextLength: contextLength)
+        cache = try model.makePagedCache(sequences: sequenceSlots, contextLength: contextLength, paging: paging)
     }
 
     public var vocabularySize: Int { model.vocabularySize }
     public var contextLength: Int { cache.contextLength }
     public var sequenceSlots: Int { cache.sequenceCount }
+    public var paging: KVPaging { cache.paging }
 
-    public func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws {
+    public func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws {
+        try cache.apply(updates)
         try model.forward(batch, cache: cache, logits: logits)
     }
-
-    public func release(sequence: Int) throws { cache.setOffset(0, of: sequence) }
 }
 
 /// One process runs the whole model without reusing cached keys and values: every step recomputes each
@@ -51,12 +81,18 @@ public final class RecomputingExecutor: StepExecutor {
     public var vocabularySize: Int { model.vocabularySize }
     public var contextLength: Int { cache.contextLength }
     public var sequenceSlots: Int { cache.sequenceCount }
+    /// One block per slot, a whole context: the dense cache (the scheduler's blocks map one-to-one to slots).
+    public var paging: KVPaging { KVPaging(blockSize: cache.contextLength, blockCount: cache.sequenceCount) }
+    public var supportsPrefixCache: Bool { false }
 
     /// Records the batch's tokens in each sequence's history, then runs each sequence of the batch from position 0
     /// (its cache slot emptied first) up to its last position in the batch, with logits where the batch wants them.
     /// Logit rows come out in batch order as long as each sequence's tokens are contiguous in the batch (the
     /// generation loop's batches are).
-    public func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws {
+    public func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws {
+        for (slot, first) in zip(updates.slots, updates.firsts) where first == 0 && histories.indices.contains(slot) {
+            histories[slot].removeAll()   // a new sequence in the slot
+        }
         var wanted: [Int: Set<Int>] = [:], last: [Int: Int] = [:], order: [Int] = []
         for i in 0..<batch.count {
             let s = batch.sequences[i], p = batch.positions[i]
@@ -78,10 +114,5 @@ public final class RecomputingExecutor: StepExecutor {
             }
         }
         try model.forward(full, cache: cache, logits: logits)
-    }
-
-    public func release(sequence: Int) throws {
-        cache.setOffset(0, of: sequence)
-        if histories.indices.contains(sequence) { histories[sequence].removeAll() }
     }
 }

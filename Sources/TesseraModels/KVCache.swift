@@ -31,6 +31,9 @@ public protocol KVCache: AnyObject {
     func offset(of sequence: Int) -> Int
     /// Marks positions `0..<offset` of `sequence` valid (`offset <= contextLength`).
     func setOffset(_ offset: Int, of sequence: Int)
+    /// Positions `sequence` can store now (`contextLength` for a dense cache; the blocks its table holds for a
+    /// paged one).
+    func capacity(of sequence: Int) -> Int
     /// How a position's keys and values are stored inside a block (what attention kernels read).
     var layout: KVLayout { get }
     /// Stores the key and value (`kvDim` floats each) of `position`.
@@ -106,6 +109,8 @@ public final class DenseKVCache: KVCache {
 
     /// 0 for a slot outside `0..<sequenceCount`.
     public func offset(of sequence: Int) -> Int { offsets.indices.contains(sequence) ? offsets[sequence] : 0 }
+
+    public func capacity(of sequence: Int) -> Int { contextLength }
 
     /// Ignored for a slot outside `0..<sequenceCount`; clamped to `0...contextLength`.
     public func setOffset(_ offset: Int, of sequence: Int) {

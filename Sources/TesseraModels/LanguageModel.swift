@@ -27,6 +27,9 @@ public protocol LanguageModel: AnyObject {
 
     /// A cache for all layers with `sequences` slots of `contextLength` positions.
     func makeCache(sequences: Int, contextLength: Int) throws -> any KVCache
+    /// A paged cache for all layers this instance holds: `sequences` slots of at most `contextLength` positions
+    /// reading `paging.blockCount` shared blocks through block tables.
+    func makePagedCache(sequences: Int, contextLength: Int, paging: KVPaging) throws -> PagedKVCache
 
     /// Runs the batch and writes `[batch.logitCount × vocabularySize]` logits, in batch order. Records the
     /// batch's positions in `cache` (positions past the context throw `contextFull` before anything is written).
@@ -73,6 +76,9 @@ extension KVCache {
                     throw ModelError.invalidBatch("token \(i): sequence \(s) expects position \(next[s]), found \(p)")
                 }
                 guard p < contextLength else { throw ModelError.contextFull(sequence: s, limit: contextLength) }
+                guard p < capacity(of: s) else {
+                    throw ModelError.invalidBatch("token \(i): sequence \(s) has KV blocks for \(capacity(of: s)) positions, not position \(p)")
+                }
                 next[s] = p + 1
             }
         }

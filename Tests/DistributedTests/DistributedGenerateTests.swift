@@ -111,6 +111,41 @@ final class DistributedGenerateTests: XCTestCase {
         }
     }
 
+    /// The scheduler under every plan: two running sequences, steps of at most 7 tokens (prompts in chunks), blocks
+    /// of 4 positions shared through the prefix cache, and a pool of 12 blocks on every rank (the memory scaled to
+    /// each rank's share of a block) so sequences are preempted and recomputed — the tokens one rank computes
+    /// with the whole batch in one step, greedy and seeded.
+    func testSchedulerAcrossPlansMatchesOneRank() throws {
+        let model = Repo.shared.appendingPathComponent("models/tinystories-656k").path
+        let texts = ["Once upon a time, there was a little girl named Lily. She",
+                     "Once upon a time, there was a little girl named Lily. One day", "Lily wanted to", "Tom",
+                     "The little dog ran to the park"]
+        let seeded = ["--temperature", "0.8", "--seed", "7", "--top-k", "0", "--top-p", "1", "--min-p", "0"]
+        for sampling in [["--temperature", "0"], seeded] {
+            let reference = try generate(model, texts, topology: nil, maxTokens: 24, sampling: sampling,
+                                         extra: ["--exact-f32", "--ignore-eos"])
+            XCTAssertEqual(reference.ids.map(\.count), Array(repeating: 24, count: texts.count), reference.stderr)
+            // tinystories-656k: 2 layers of 4 KV heads × 16 floats, f32 keys and values: 1 KiB a position on one rank
+            for (topology, memory) in [(nil, "48K"), ("tp2", "24K"), ("pp2", "24K"), ("tp2-pp2", "12K")] as [(String?, String)] {
+                let flags = ["--exact-f32", "--ignore-eos", "--max-sequences", "2", "--max-batch-tokens", "7",
+                             "--kv-block-size", "4", "--kv-cache-memory", memory, "--prefix-cache"]
+                let run = try generate(model, texts, topology: topology, maxTokens: 24, sampling: sampling, extra: flags)
+                let name = "\(topology ?? "one rank") \(sampling)"
+                XCTAssertEqual(run.ids, reference.ids, name)
+                XCTAssertTrue(run.stderr.contains("KV cache 12 blocks of 4 positions"), "\(name): \(run.stderr)")
+                // "tessera: scheduler: S steps, P preemptions, C prompt positions computed, prefix cache H of Q prompt tokens"
+                let words = run.stderr.split(separator: "\n").first { $0.hasPrefix("tessera: scheduler:") }?
+                    .split(separator: " ").map(String.init) ?? []
+                func number(before word: String) -> Int {
+                    words.firstIndex { $0.hasPrefix(word) }.flatMap { $0 > 0 ? Int(words[$0 - 1]) : nil } ?? 0
+                }
+                XCTAssertGreaterThan(number(before: "preemption"), 0, "\(name): the pool of 12 blocks forced preemptions: \(run.stderr)")
+                let hits = words.firstIndex(of: "cache").flatMap { Int(words[$0 + 1]) } ?? 0
+                XCTAssertGreaterThan(hits, 0, "\(name): prefix blocks were shared: \(run.stderr)")
+            }
+        }
+    }
+
     /// The fast path's options under parallel plans (and the exact path's quantize-at-load): quantize-at-load (each
     /// rank converts its own shards), the 8-bit KV cache, fused and unfused operators, two threads per rank, the
     /// default arithmetic (no flag: the fast one): the same greedy tokens as one process with

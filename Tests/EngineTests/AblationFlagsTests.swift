@@ -45,9 +45,10 @@ final class RecomputingExecutorTests: XCTestCase {
         let model = try ModelRegistry.load(ModelSource.open(path: Repo.shared.appendingPathComponent("models/tinystories-656k").path))
         let cached = try LocalExecutor(model: model, sequenceSlots: 2, contextLength: 32)
         let recomputing = try RecomputingExecutor(model: model, sequenceSlots: 2, contextLength: 32)
+        for slot in 0..<2 { try cached.cache.assignContiguous(sequence: slot, positions: 32) }
         func run(_ executor: any StepExecutor, _ batch: Batch) throws -> [Float] {
             var logits = [Float](repeating: .nan, count: batch.logitCount * model.vocabularySize)
-            try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, logits: $0) }
+            try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, updates: BlockTableUpdates(), logits: $0) }
             return logits
         }
         var steps = [Batch(tokens: [1, 400, 33, 71, 9], sequence: 0, allLogits: true)]

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraEngine
+import TesseraTestSupport
 import XCTest
 
 /// Sampler, sampling parameters and the random generator, checked against distributions computed here

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraFormats
+import TesseraTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraFormats
+import TesseraTestSupport
 import XCTest
 
 /// `GGUFWriter` output read back by `GGUFFile` (and checked against a hand-computed layout).

@@ -3,6 +3,7 @@
 // every value and their fifth bits where the dequantizer (bit-identical to the gguf package) reads them.
 import Foundation
 import TesseraFormats
+import TesseraTestSupport
 import XCTest
 
 final class QuantizeTests: XCTestCase {

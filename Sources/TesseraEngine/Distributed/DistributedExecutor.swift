@@ -33,22 +33,19 @@ public final class DistributedExecutor: StepExecutor {
         vocabularySize = stage.model.vocabularySize
     }
 
-    public func execute(_ batch: Batch, logits: UnsafeMutableBufferPointer<Float>) throws {
-        try ControlMessage.step(batch).broadcast(from: decoder.rank, over: decoder)
+    public var paging: KVPaging { stage.cache.paging }
+
+    public func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws {
+        try ControlMessage.step(batch, updates).broadcast(from: decoder.rank, over: decoder)
         let count = batch.logitCount * vocabularySize
         guard logits.count >= count else {
             throw ProtocolError("logits buffer holds \(logits.count) floats, the step needs \(count)")
         }
-        try stage.run(batch, logits: stage.isLast ? logits.baseAddress : nil)
+        try stage.run(batch, updates: updates, logits: stage.isLast ? logits.baseAddress : nil)
         let sender = groups.topology.logitsRank
         if sender != groups.world.rank {
             try decoder.recv(UnsafeMutableBufferPointer(rebasing: logits[0..<count]), from: sender, tag: MessageTag.logits)
         }
-    }
-
-    public func release(sequence: Int) throws {
-        try ControlMessage.release(sequence: sequence).broadcast(from: decoder.rank, over: decoder)
-        stage.release(sequence: sequence)
     }
 
     /// Tells every other decoder rank to stop serving.
@@ -70,13 +67,11 @@ public enum DecoderWorker {
             switch try ControlMessage.receive(from: coordinator, over: decoder) {
             case .shutdown:
                 return
-            case .release(let sequence):
-                stage.release(sequence: sequence)
-            case .step(let batch):
+            case .step(let batch, let updates):
                 let count = batch.logitCount * stage.model.vocabularySize
                 if stage.isLast && logits.count < count { logits = [Float](repeating: 0, count: count) }
                 try logits.withUnsafeMutableBufferPointer { buffer in
-                    try stage.run(batch, logits: stage.isLast ? buffer.baseAddress : nil)
+                    try stage.run(batch, updates: updates, logits: stage.isLast ? buffer.baseAddress : nil)
                     if sendsLogits {
                         try decoder.send(UnsafeBufferPointer(rebasing: buffer[0..<count]), to: coordinator,
                                          tag: MessageTag.logits)

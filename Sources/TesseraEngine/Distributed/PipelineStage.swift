@@ -14,7 +14,7 @@ public final class PipelineStage {
     public let stageCount: Int
     /// Ranks with this rank's tpRank in every stage; its rank in this group is the stage index.
     let pipeline: Communicator
-    public let cache: any KVCache
+    public let cache: PagedKVCache
     /// Reused hidden-state buffers, one per micro-batch in flight: [maxBatchTokens × hidden] each.
     private var buffers: [UnsafeMutablePointer<Float>] = []
     /// Steps run so far, and an optional injected failure (fault tests and drills).
@@ -27,10 +27,10 @@ public final class PipelineStage {
     public var isLast: Bool { stage == stageCount - 1 }
 
     public init(model: any LanguageModel, layers: Range<Int>, pipeline: Communicator, sequenceSlots: Int,
-                contextLength: Int) throws {
+                contextLength: Int, paging: KVPaging) throws {
         self.model = model; self.layers = layers; self.pipeline = pipeline
         stage = pipeline.rank; stageCount = pipeline.size
-        cache = try model.makeCache(sequences: sequenceSlots, contextLength: contextLength)
+        cache = try model.makePagedCache(sequences: sequenceSlots, contextLength: contextLength, paging: paging)
         guard cache.layers == layers else {
             throw ModelError.invalidBuffer("pipeline stage \(stage) runs layers \(layers) but its model holds \(cache.layers)")
         }
@@ -52,8 +52,10 @@ public final class PipelineStage {
         return result
     }
 
-    /// Runs this rank's part of the step. On the last stage writes `[batch.logitCount × vocab]` logits.
-    public func run(_ batch: Batch, logits: UnsafeMutablePointer<Float>?) throws {
+    /// Applies the step's block-table changes and runs this rank's part of it. On the last stage writes
+    /// `[batch.logitCount × vocab]` logits.
+    public func run(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutablePointer<Float>?) throws {
+        try cache.apply(updates)
         steps += 1
         if steps == 1 { onFirstStep?() }
         if let fault, fault.step == steps { try fault.trigger() }
@@ -81,8 +83,6 @@ public final class PipelineStage {
         }
         try Request.waitAll(sends)
     }
-
-    public func release(sequence: Int) { cache.setOffset(0, of: sequence) }
 }
 
 /// A failure to inject at a step on one rank, to prove the job comes down promptly: throw an error (the rank

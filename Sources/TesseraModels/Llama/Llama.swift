@@ -143,6 +143,11 @@ public final class LlamaModel: LanguageModel {
                          headDim: config.headDim, type: kvCacheType)
     }
 
+    public func makePagedCache(sequences: Int, contextLength: Int, paging: KVPaging) throws -> PagedKVCache {
+        try PagedKVCache(layers: heldLayers, sequences: sequences, contextLength: contextLength, kvDim: kvDim,
+                         headDim: config.headDim, type: kvCacheType, paging: paging)
+    }
+
     public func forward(_ batch: Batch, cache: any KVCache, logits: UnsafeMutableBufferPointer<Float>) throws {
         guard heldLayers == 0..<layerCount else {
             throw ModelError.invalidBatch("a whole forward pass needs every layer; this model holds \(heldLayers)")

@@ -1,0 +1,348 @@
+// Continuous (iteration-level) batching on the coordinator: requests join and leave at any step; each step is
+// built under a token budget and a sequence limit from running decodes, then chunks of prompts, first come first
+// served; KV blocks come from the block manager, with prefix sharing and preemption by recomputation.
+import Foundation
+import TesseraModels
+import TesseraTokenizer
+
+/// How the scheduler builds steps.
+public struct SchedulerOptions: Sendable {
+    /// Most tokens one step runs (decodes and prompt chunks together).
+    public var maxBatchTokens: Int
+    /// Most sequences running at once (at most the executor's slots).
+    public var maxSequences: Int?
+    /// Share full KV blocks between requests with the same prefix.
+    public var prefixCache: Bool
+
+    public init(maxBatchTokens: Int = 512, maxSequences: Int? = nil, prefixCache: Bool = false) {
+        self.maxBatchTokens = maxBatchTokens; self.maxSequences = maxSequences; self.prefixCache = prefixCache
+    }
+}
+
+/// Counters over a scheduler's life (for reports and `/metrics`).
+public struct SchedulerCounters: Sendable {
+    public var steps = 0
+    public var promptTokens = 0
+    public var generatedTokens = 0
+    /// Prompt positions computed (recomputation after preemption included; cached prefixes excluded).
+    public var computedPromptTokens = 0
+    public var preemptions = 0
+    public var finished = 0
+}
+
+/// One request as the scheduler tracks it.
+final class ScheduledRequest {
+    let id: Int
+    let arrival: Int
+    var sequence: SequenceState
+    var slot = -1
+    /// Physical blocks of the slot's table, in position order.
+    var table: [Int] = []
+    /// Positions whose keys and values are stored.
+    var computed = 0
+    /// Leading blocks keyed in the prefix cache, and the hash of the last of them.
+    var keyedBlocks = 0
+    var chainHash = BlockManager.rootHash
+    /// Tokens scheduled in the current step.
+    var chunk = 0
+    var prefilled = false
+    /// Whether its first prefix lookup was counted.
+    var looked = false
+    var cachedTokens = 0
+    var preemptions = 0
+    let submitted: Date
+    var firstToken: Date?
+    var output = GenerationOutput()
+
+    init(id: Int, arrival: Int, sequence: SequenceState, blocksPerSequence: Int) {
+        self.id = id; self.arrival = arrival; self.sequence = sequence; submitted = Date()
+        table.reserveCapacity(blocksPerSequence)
+    }
+
+    /// Tokens not yet in the cache (1 for a decode).
+    var pending: Int { sequence.history.count - computed }
+}
+
+/// Iteration-level batching over a `StepExecutor`: `submit` requests at any time, call `step()` until
+/// `hasWork` is false. Each step runs, in arrival order, every running sequence's next token (or its next prompt
+/// chunk), then admits waiting requests FCFS while slots, budget and blocks last. When blocks run out the youngest
+/// running request is preempted: its blocks are freed and it is recomputed later, producing the same tokens.
+/// Tokens of a request never depend on what else is in the batch: each samples from its own logits row with its
+/// own sampler and seed.
+public final class Scheduler {
+    public let executor: any StepExecutor
+    public let tokenizer: Tokenizer
+    public let options: SchedulerOptions
+    public let blocks: BlockManager
+    public private(set) var counters = SchedulerCounters()
+    /// Keep the last prompt position's logits in each output (for cross-checks).
+    public var keepPromptLogits = false
+    /// Called with each request's text as it becomes final (`id`, text).
+    public var onText: (Int, Substring) -> Void = { _, _ in }
+    /// Called once per request when it ends (finished, stopped or cancelled).
+    public var onFinish: (Int, GenerationOutput) -> Void = { _, _ in }
+    /// Called before each step that only decodes, with the count of such steps before it (instrumentation).
+    public var onDecodeStep: ((Int) -> Void)?
+
+    private var waiting: [ScheduledRequest] = []
+    private var running: [ScheduledRequest] = []
+    private var scheduled: [ScheduledRequest] = []
+    private var freeSlots: [Int]
+    private var batch = Batch()
+    private var updates = BlockTableUpdates()
+    private var logits: [Float]
+    private var arrivals = 0
+    private var decodeSteps = 0
+    private let maxSequences: Int
+    private let blocksPerSequence: Int
+
+    public init(executor: any StepExecutor, tokenizer: Tokenizer, options: SchedulerOptions = SchedulerOptions()) throws {
+        guard options.maxBatchTokens > 0 else {
+            throw GenerationError(description: "--max-batch-tokens must be positive, got \(options.maxBatchTokens)")
+        }
+        if let m = options.maxSequences, m <= 0 {
+            throw GenerationError(description: "--max-sequences must be positive, got \(m)")
+        }
+        self.executor = executor; self.tokenizer = tokenizer; self.options = options
+        let paging = executor.paging
+        if options.prefixCache && !executor.supportsPrefixCache {
+            throw GenerationError(description: "prefix caching needs a KV cache (not --no-kv-cache)")
+        }
+        blocks = BlockManager(paging: paging, prefixCaching: options.prefixCache)
+        maxSequences = min(options.maxSequences ?? executor.sequenceSlots, executor.sequenceSlots)
+        blocksPerSequence = paging.blocks(for: executor.contextLength)
+        freeSlots = Array((0..<maxSequences).reversed())
+        logits = [Float](repeating: 0, count: maxSequences * executor.vocabularySize)
+        waiting.reserveCapacity(64); running.reserveCapacity(maxSequences); scheduled.reserveCapacity(maxSequences)
+        updates.reserve(slots: maxSequences, blocks: maxSequences * blocksPerSequence)
+        batch.tokens.reserveCapacity(options.maxBatchTokens); batch.positions.reserveCapacity(options.maxBatchTokens)
+        batch.sequences.reserveCapacity(options.maxBatchTokens); batch.wantsLogits.reserveCapacity(options.maxBatchTokens)
+    }
+
+    public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty }
+    public var waitingCount: Int { waiting.count }
+    public var runningCount: Int { running.count }
+
+    /// Queues a request; its errors (empty prompt, too long for the context or the whole pool, ids outside the
+    /// vocabulary) are thrown here and name the request.
+    public func submit(_ request: GenerationRequest, id: Int) throws {
+        try validate(request, name: "request \(id)")
+        let state = try SequenceState(index: id, request: request, tokenizer: tokenizer, vocab: executor.vocabularySize)
+        waiting.append(ScheduledRequest(id: id, arrival: arrivals, sequence: state, blocksPerSequence: blocksPerSequence))
+        arrivals += 1
+        counters.promptTokens += request.promptTokens.count
+    }
+
+    /// Ends a request now (a client went away): its blocks and slot are free for the next step. False if unknown.
+    @discardableResult
+    public func cancel(id: Int) -> Bool {
+        if let i = waiting.firstIndex(where: { $0.id == id }) {
+            let r = waiting.remove(at: i)
+            end(r, reason: .cancelled)
+            return true
+        }
+        if let i = running.firstIndex(where: { $0.id == id }) {
+            let r = running.remove(at: i)
+            evict(r)
+            end(r, reason: .cancelled)
+            return true
+        }
+        return false
+    }
+
+    func validate(_ r: GenerationRequest, name: String) throws {
+        let context = executor.contextLength, vocab = executor.vocabularySize
+        guard !r.promptTokens.isEmpty else { throw GenerationError(description: "\(name): the prompt is empty") }
+        guard r.promptTokens.count < context else {
+            throw GenerationError(description: "\(name): the prompt has \(r.promptTokens.count) tokens but the context holds \(context) (raise --context, or shorten the prompt)")
+        }
+        let pool = blocks.paging.blockCount * blocks.paging.blockSize
+        guard r.promptTokens.count < pool else {
+            throw GenerationError(description: "\(name): the prompt has \(r.promptTokens.count) tokens but the whole KV cache holds \(pool) positions (raise --kv-cache-memory)")
+        }
+        guard r.maxTokens >= 0 else { throw GenerationError(description: "\(name): max tokens must be >= 0") }
+        if let bad = r.promptTokens.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw GenerationError(description: "\(name): token id \(bad) outside the vocabulary of \(vocab)")
+        }
+    }
+
+    /// Builds and runs one step, then samples for every sequence that reached its end. Returns false when there
+    /// was nothing to run.
+    @discardableResult
+    public func step() throws -> Bool {
+        batch.removeAll(); updates.removeAll(); scheduled.removeAll(keepingCapacity: true)
+        var budget = options.maxBatchTokens
+        var decodesLeft = 0
+        for r in running where r.pending == 1 { decodesLeft += 1 }
+        var i = 0
+        while i < running.count {
+            let r = running[i]
+            let isDecode = r.pending == 1
+            if isDecode { decodesLeft -= 1 }
+            let chunk = isDecode ? min(1, budget) : min(r.pending, budget - decodesLeft)
+            guard chunk > 0 else { i += 1; continue }
+            guard makeRoom(for: r, positions: r.computed + chunk) else { break }   // r itself was preempted
+            schedule(r, chunk: chunk, first: r.table.count)
+            budget -= chunk
+            i += 1
+        }
+        while budget > 0, let w = waiting.first, running.count < maxSequences, let slot = freeSlots.last {
+            if w.computed == 0 { lookUpPrefix(w) }
+            let chunk = min(w.pending, budget)
+            let need = newBlocks(w, positions: w.computed + chunk)
+            guard need <= blocks.available else {
+                if running.isEmpty && w.table.isEmpty {
+                    throw GenerationError(description: "request \(w.id): the KV cache's \(blocks.paging.blockCount) blocks cannot hold its next \(chunk) positions")
+                }
+                releaseBlocks(w)          // shared prefix blocks go back until it can start
+                break
+            }
+            waiting.removeFirst()
+            freeSlots.removeLast()
+            w.slot = slot
+            running.append(w)
+            schedule(w, chunk: chunk, first: 0)
+            budget -= chunk
+        }
+        guard !batch.tokens.isEmpty else {
+            if hasWork { throw GenerationError(description: "the scheduler has \(waiting.count) waiting requests but cannot start any (KV cache of \(blocks.paging.blockCount) blocks)") }
+            return false
+        }
+        let onlyDecodes = scheduled.allSatisfy { $0.prefilled && $0.chunk == 1 }
+        if onlyDecodes { onDecodeStep?(decodeSteps); decodeSteps += 1 }
+        try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, updates: updates, logits: $0) }
+        counters.steps += 1
+        finishStep()
+        return true
+    }
+
+    /// Blocks `r` still needs to cover `positions` positions.
+    private func newBlocks(_ r: ScheduledRequest, positions: Int) -> Int {
+        max(0, blocks.paging.blocks(for: positions) - r.table.count)
+    }
+
+    /// Frees blocks for running request `r` by preempting the youngest running requests; false if `r` itself had
+    /// to go.
+    private func makeRoom(for r: ScheduledRequest, positions: Int) -> Bool {
+        while newBlocks(r, positions: positions) > blocks.available {
+            if running.count == 1 {              // alone and still too long: the pool is its context
+                running.removeAll(keepingCapacity: true)
+                evict(r)
+                end(r, reason: .contextFull)
+                return false
+            }
+            let victim = running.removeLast()
+            preempt(victim)
+            if victim === r { return false }
+        }
+        return true
+    }
+
+    /// Sends a running request back to the front of the queue without its blocks; it recomputes its whole history.
+    private func preempt(_ r: ScheduledRequest) {
+        evict(r)
+        r.preemptions += 1
+        counters.preemptions += 1
+        waiting.insert(r, at: 0)
+    }
+
+    /// Frees `r`'s blocks and slot.
+    private func evict(_ r: ScheduledRequest) {
+        releaseBlocks(r)
+        if r.slot >= 0 { freeSlots.append(r.slot); r.slot = -1 }
+    }
+
+    private func releaseBlocks(_ r: ScheduledRequest) {
+        for b in r.table { blocks.giveBack(b) }
+        r.table.removeAll(keepingCapacity: true)
+        r.computed = 0; r.keyedBlocks = 0; r.chainHash = BlockManager.rootHash
+    }
+
+    /// Takes the full blocks of `r`'s history the prefix cache holds (leaving at least one token to compute, so
+    /// the step yields its logits).
+    private func lookUpPrefix(_ r: ScheduledRequest) {
+        guard blocks.prefixCaching else { return }
+        let size = blocks.paging.blockSize, history = r.sequence.history
+        let full = (history.count - 1) / size
+        while r.table.count < full {
+            let start = r.table.count * size
+            guard let (b, h) = blocks.share(parent: r.chainHash, tokens: history[start ..< start + size]) else { break }
+            r.table.append(b); r.chainHash = h
+        }
+        r.keyedBlocks = r.table.count
+        r.computed = r.table.count * size
+        if !r.looked {
+            r.looked = true
+            r.cachedTokens = r.computed
+            blocks.countLookup(queried: history.count, hit: r.computed)
+        }
+    }
+
+    /// Adds `chunk` of `r`'s pending tokens to the step, with the blocks they need (table entries from `first` on
+    /// are new to the other ranks).
+    private func schedule(_ r: ScheduledRequest, chunk: Int, first: Int) {
+        for _ in 0..<newBlocks(r, positions: r.computed + chunk) { r.table.append(blocks.take()!) }
+        if first < r.table.count || first == 0 {   // new blocks, or a slot starting afresh
+            updates.append(slot: r.slot, first: first, length: r.computed, blocks: r.table[first...])
+        }
+        let history = r.sequence.history, end = r.computed + chunk
+        for p in r.computed ..< end {
+            batch.append(token: history[p], position: p, sequence: r.slot, wantsLogits: p == history.count - 1)
+        }
+        if !r.prefilled || r.pending > 1 { counters.computedPromptTokens += chunk }   // a prompt, or a recomputation
+        r.chunk = chunk
+        scheduled.append(r)
+    }
+
+    /// After the step ran: records stored positions, keys full blocks, samples where a sequence reached its end.
+    private func finishStep() {
+        let vocab = executor.vocabularySize, context = executor.contextLength, size = blocks.paging.blockSize
+        var row = 0
+        for r in scheduled {
+            r.computed += r.chunk
+            if blocks.prefixCaching {
+                while r.keyedBlocks < r.computed / size {
+                    let start = r.keyedBlocks * size
+                    r.chainHash = blocks.key(r.table[r.keyedBlocks], parent: r.chainHash,
+                                             tokens: r.sequence.history[start ..< start + size])
+                    r.keyedBlocks += 1
+                }
+            }
+            guard r.computed == r.sequence.history.count else { continue }
+            defer { row += 1 }
+            if !r.prefilled {
+                r.prefilled = true
+                if keepPromptLogits { r.output.promptLogits = Array(logits[row * vocab ..< (row + 1) * vocab]) }
+                if r.sequence.maxTokens == 0 { r.sequence.finish(.maxTokens) }
+            }
+            if !r.sequence.done {
+                let token = logits.withUnsafeMutableBufferPointer {
+                    r.sequence.sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: $0[row * vocab ..< (row + 1) * vocab]),
+                                              history: r.sequence.history)
+                }
+                if r.firstToken == nil { r.firstToken = Date() }
+                counters.generatedTokens += 1
+                if let text = r.sequence.accept(token, context: context) { onText(r.id, text) }
+            }
+            if r.sequence.done, let i = running.firstIndex(where: { $0 === r }) {
+                running.remove(at: i)
+                evict(r)
+                end(r, reason: nil)
+            }
+        }
+    }
+
+    /// Fills in and hands over `r`'s output.
+    private func end(_ r: ScheduledRequest, reason: StopReason?) {
+        if let reason { r.sequence.finish(reason) }
+        if let tail = r.sequence.flush() { onText(r.id, tail) }
+        r.output.tokens = r.sequence.generated
+        r.output.text = r.sequence.text
+        r.output.stopReason = r.sequence.stopReason
+        r.output.cachedPromptTokens = r.cachedTokens
+        r.output.preemptions = r.preemptions
+        r.output.timeToFirstToken = r.firstToken.map { $0.timeIntervalSince(r.submitted) }
+        counters.finished += 1
+        onFinish(r.id, r.output)
+    }
+}
