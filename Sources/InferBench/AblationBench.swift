@@ -18,7 +18,7 @@ struct AblationBench: ParsableCommand {
     @Option(help: "Tokens generated in the other rows.") var genTokens = 128
     @Option(help: "Approximate prompt length in tokens.") var promptTokens = 64
     @Option(help: "Batch sizes (concurrent sequences) for the batching rows.") var batches = "1,4,8,16"
-    @Option(help: "Comma-separated groups to run: kv, fusion, arithmetic, int8, kvcache8, batch (default: all).")
+    @Option(help: "Comma-separated groups to run: kv, fusion, arithmetic, int8, kvcache8, batch, paging (default: all).")
     var only: String?
     @Option(help: "CSV output file.") var csv = "ablation.csv"
 
@@ -37,7 +37,7 @@ struct AblationBench: ParsableCommand {
         let root = try repositoryRoot()
         let worker = root.appendingPathComponent(".build/release/infer-worker")
         let modelPath = model ?? root.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
-        let groups = Set((only ?? "kv,fusion,arithmetic,int8,kvcache8,batch").split(separator: ",").map(String.init))
+        let groups = Set((only ?? "kv,fusion,arithmetic,int8,kvcache8,batch,paging").split(separator: ",").map(String.init))
         let floatPath = floatModel ?? root.appendingPathComponent("models/SmolLM2-135M-Instruct.F32.gguf").path
         if groups.contains("int8") { try ensureFloatModel(floatPath, from: modelPath, worker: worker) }
         let variants = self.variants(groups, floatPath: floatPath)
@@ -93,6 +93,13 @@ struct AblationBench: ParsableCommand {
             for b in batches.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
                 variants.append(Variant(group: "batch", name: "batch \(b)", arguments: fast, prompts: b))
             }
+        }
+        if groups.contains("paging") {   // what walking KV blocks costs: 8 sequences, blocks of 16 vs one per context
+            variants += [Variant(group: "paging", name: "8 sequences, KV blocks of 16", arguments: fast, prompts: 8),
+                         Variant(group: "paging", name: "8 sequences, one KV block per context",
+                                 arguments: fast + ["--context", "1024", "--kv-block-size", "1024"], prompts: 8),
+                         Variant(group: "paging", name: "8 sequences, blocks of 16, context 1024",
+                                 arguments: fast + ["--context", "1024"], prompts: 8)]
         }
         return variants
     }

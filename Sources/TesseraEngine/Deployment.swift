@@ -193,11 +193,9 @@ public final class Deployment {
             throw GenerationError(description: "--kv-cache-memory must be positive, got \(m)")
         }
         let bytesPerBlock = max(1, layers * model.kvBytesPerPosition * options.kvBlockSize)
-        var paging = kvPaging(blockSize: options.kvBlockSize, memory: options.kvCacheMemory, bytesPerBlock: bytesPerBlock,
-                              sequenceSlots: options.sequenceSlots, contextLength: context)
-        if options.kvCacheMemory == nil {
-            paging.blockCount = max(1, min(paging.blockCount, availableMemory() / 2 / bytesPerBlock))
-        }
+        var paging = KVPaging.covering(sequences: options.sequenceSlots, contextLength: context, blockSize: options.kvBlockSize)
+        paging.blockCount = max(1, options.kvCacheMemory.map { $0 / bytesPerBlock }
+                                   ?? min(paging.blockCount, availableMemory() / 2 / bytesPerBlock))
         var agreed = [Int64(paging.blockCount)]
         try agreed.withUnsafeMutableBufferPointer { try decoder.allReduce($0, op: .min) }
         paging.blockCount = Int(agreed[0])

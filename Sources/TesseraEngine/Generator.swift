@@ -90,7 +90,7 @@ public final class Generator {
         var outputs = [GenerationOutput](repeating: GenerationOutput(), count: requests.count)
         var stats = GenerationStats()
         stats.promptTokens = requests.reduce(0) { $0 + $1.promptTokens.count }
-        var firstToken: Date?, lastPrefill: Date?
+        var firstToken: Date?, lastPrefill: Date?   // after the steps that sampled the first token and the last prompt's
         scheduler.onText = onText
         scheduler.onFinish = { outputs[$0] = $1 }
         for (i, r) in requests.enumerated() { try scheduler.submit(r, id: i) }
@@ -99,7 +99,7 @@ public final class Generator {
         while scheduler.hasWork {
             try scheduler.step()
             if firstToken == nil && scheduler.counters.generatedTokens > 0 { firstToken = Date() }
-            if prefilling && scheduler.counters.computedPromptTokens >= stats.promptTokens - cachedSoFar(scheduler) {
+            if prefilling && scheduler.counters.prefilled == requests.count {
                 prefilling = false; lastPrefill = Date()
             } else if !prefilling {
                 stats.decodeSteps += 1
@@ -112,14 +112,10 @@ public final class Generator {
         stats.generatedTokens = scheduler.counters.generatedTokens
         return (outputs, stats)
     }
-
-    /// Prompt tokens the prefix cache supplied so far.
-    private func cachedSoFar(_ s: Scheduler) -> Int { s.blocks.hitTokens }
 }
 
 /// One sequence being generated: its tokens, sampler, streaming decoder and stop rules.
 struct SequenceState {
-    let index: Int
     let maxTokens: Int
     let eos: Set<Int>
     var history: [Int]
@@ -133,8 +129,7 @@ struct SequenceState {
     var done = false
     var stopReason: StopReason = .maxTokens
 
-    init(index: Int, request: GenerationRequest, tokenizer: Tokenizer, vocab: Int) throws {
-        self.index = index
+    init(request: GenerationRequest, tokenizer: Tokenizer, vocab: Int) throws {
         maxTokens = request.maxTokens
         eos = request.stopAtEOS ? tokenizer.eosIDs : []
         history = request.promptTokens

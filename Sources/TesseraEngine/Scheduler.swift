@@ -27,6 +27,8 @@ public struct SchedulerCounters: Sendable {
     /// Prompt positions computed (recomputation after preemption included; cached prefixes excluded).
     public var computedPromptTokens = 0
     public var preemptions = 0
+    /// Requests whose prompt has been computed once (their first token sampled, or their end reached).
+    public var prefilled = 0
     public var finished = 0
 }
 
@@ -127,7 +129,7 @@ public final class Scheduler {
     /// vocabulary) are thrown here and name the request.
     public func submit(_ request: GenerationRequest, id: Int) throws {
         try validate(request, name: "request \(id)")
-        let state = try SequenceState(index: id, request: request, tokenizer: tokenizer, vocab: executor.vocabularySize)
+        let state = try SequenceState(request: request, tokenizer: tokenizer, vocab: executor.vocabularySize)
         waiting.append(ScheduledRequest(id: id, arrival: arrivals, sequence: state, blocksPerSequence: blocksPerSequence))
         arrivals += 1
         counters.promptTokens += request.promptTokens.count
@@ -187,6 +189,11 @@ public final class Scheduler {
             i += 1
         }
         while budget > 0, let w = waiting.first, running.count < maxSequences, let slot = freeSlots.last {
+            guard blocks.paging.blocks(for: w.sequence.history.count) <= blocks.paging.blockCount else {
+                waiting.removeFirst()   // preempted once its history filled the whole pool: it can never resume
+                end(w, reason: .contextFull)
+                continue
+            }
             if w.computed == 0 { lookUpPrefix(w) }
             let chunk = min(w.pending, budget)
             let need = newBlocks(w, positions: w.computed + chunk)
@@ -312,6 +319,7 @@ public final class Scheduler {
             defer { row += 1 }
             if !r.prefilled {
                 r.prefilled = true
+                counters.prefilled += 1
                 if keepPromptLogits { r.output.promptLogits = Array(logits[row * vocab ..< (row + 1) * vocab]) }
                 if r.sequence.maxTokens == 0 { r.sequence.finish(.maxTokens) }
             }

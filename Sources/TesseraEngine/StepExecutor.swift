@@ -33,14 +33,6 @@ extension StepExecutor {
     }
 }
 
-/// The block pool of `sequenceSlots` slots of `contextLength` positions in blocks of `blockSize` from `memory`
-/// bytes (nil: as many as every slot's whole context needs), for a rank holding `bytesPerBlock` per block.
-public func kvPaging(blockSize: Int, memory: Int?, bytesPerBlock: Int, sequenceSlots: Int, contextLength: Int) -> KVPaging {
-    let perSequence = (contextLength + blockSize - 1) / blockSize
-    let count = memory.map { $0 / max(bytesPerBlock, 1) } ?? sequenceSlots * perSequence
-    return KVPaging(blockSize: blockSize, blockCount: max(1, count))
-}
-
 /// One process runs the whole model.
 public final class LocalExecutor: StepExecutor {
     public let model: any LanguageModel
@@ -49,8 +41,7 @@ public final class LocalExecutor: StepExecutor {
     /// A paged cache of `paging` (nil: every slot's whole context, in blocks of 16 positions).
     public init(model: any LanguageModel, sequenceSlots: Int, contextLength: Int, paging: KVPaging? = nil) throws {
         self.model = model
-        let paging = paging ?? kvPaging(blockSize: 16, memory: nil, bytesPerBlock: 1, sequenceSlots: sequenceSlots,
-                                        contextLength: contextLength)
+        let paging = paging ?? .covering(sequences: sequenceSlots, contextLength: contextLength)
         cache = try model.makePagedCache(sequences: sequenceSlots, contextLength: contextLength, paging: paging)
     }
 

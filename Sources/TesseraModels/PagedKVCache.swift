@@ -10,6 +10,11 @@ public struct KVPaging: Sendable, Equatable {
 
     /// Blocks covering `positions` positions.
     public func blocks(for positions: Int) -> Int { (positions + blockSize - 1) / blockSize }
+
+    /// Enough blocks of `blockSize` for `sequences` whole contexts of `contextLength` positions.
+    public static func covering(sequences: Int, contextLength: Int, blockSize: Int = 16) -> KVPaging {
+        KVPaging(blockSize: blockSize, blockCount: max(1, sequences * ((contextLength + blockSize - 1) / blockSize)))
+    }
 }
 
 /// Changes to sequence slots' block tables, sent with a step and applied on every rank before it runs: slot
@@ -129,11 +134,6 @@ public final class PagedKVCache: KVCache {
     /// Bytes of keys and values together.
     public var byteCount: Int { 2 * blockBytes * layers.count * paging.blockCount }
 
-    /// Bytes one block takes on a rank holding `layers` layers of `bytesPerPosition` per layer (keys and values).
-    public static func blockBytes(layers: Int, bytesPerPosition: Int, blockSize: Int) -> Int {
-        layers * bytesPerPosition * blockSize
-    }
-
     public func offset(of sequence: Int) -> Int { offsets.indices.contains(sequence) ? offsets[sequence] : 0 }
 
     public func setOffset(_ offset: Int, of sequence: Int) {
@@ -178,7 +178,7 @@ public final class PagedKVCache: KVCache {
     }
 
     /// Identity tables: slot s gets blocks `s · blocksPerSequence …` for `positions` positions (a cache used
-    /// without a coordinator's block manager, as perplexity and tests do). Needs the pool to hold them.
+    /// without a coordinator's block manager, as kernel and model tests do). Needs the pool to hold them.
     public func assignContiguous(sequence s: Int, positions: Int) throws {
         var updates = BlockTableUpdates()
         let n = min(paging.blocks(for: positions), blocksPerSequence)
