@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // Tessera: a distributed LLM inference runtime for CPU clusters.
 //
 // Targets, lowest first: each depends only on targets above it and declares every target it imports:
@@ -12,7 +12,8 @@
 //   TesseraKernels       CPU kernels: products over quantized and float weights, norms, RoPE, attention, thread pool
 //   TesseraModels        the family seam (ModelFamily, LinearFactory, registry), one folder per architecture, KV cache
 //   TesseraParallel      process groups from a topology; tensor parallelism as a LinearFactory over any family
-//   TesseraEngine        Deployment (a rank's part of a job), generation loop, sampling, pipeline stages
+//   TesseraEngine        Deployment (a rank's part of a job), scheduler, sampling, pipeline stages
+//   TesseraServer        the OpenAI-compatible HTTP server on the coordinator (Hummingbird), its engine thread, metrics
 //   infer-worker         the program users launch under mpirun
 //   infer-bench          benchmarks that print ratios against a peer measured in the same run
 import PackageDescription
@@ -29,6 +30,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The server: HTTP/1.1 without the optional swift-configuration and full-Foundation parts.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         .systemLibrary(name: "CMPI", pkgConfig: "ompi",
@@ -46,9 +53,17 @@ let package = Package(
         .target(name: "TesseraEngine", dependencies: [
             "TesseraCollectives", "TesseraTopology", "TesseraFormats", "TesseraTokenizer", "TesseraKernels",
             "TesseraModels", "TesseraParallel"], swiftSettings: optimized),
+        .target(name: "TesseraServer", dependencies: [
+            "TesseraEngine", "TesseraModels", "TesseraTokenizer", "TesseraFormats",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: [.enableExperimentalFeature("StrictConcurrency=minimal")]),
         .executableTarget(name: "InferWorker", dependencies: [
             "TesseraCollectives", "TesseraTopology", "TesseraFormats", "TesseraTokenizer", "TesseraKernels",
-            "TesseraModels", "TesseraParallel", "TesseraEngine",
+            "TesseraModels", "TesseraParallel", "TesseraEngine", "TesseraServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "InferBench", dependencies: [
@@ -72,6 +87,7 @@ let package = Package(
         .testTarget(name: "ParallelTests", dependencies: [
             "TesseraParallel", "TesseraModels", "TesseraFormats", "TesseraTestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["TesseraTestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["TesseraTestSupport"], exclude: ["openai_client_test.py"]),
     ],
     swiftLanguageModes: [.v5]
 )

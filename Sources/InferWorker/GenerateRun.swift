@@ -11,14 +11,10 @@ import TesseraTopology
 extension GenerateCommand {
     func runGenerate(runtime: MPIRuntime, modelPath: String, prompts: [String]) throws {
         let loadStart = Date()
-        let source = try ModelSource.open(path: modelPath)
-        let load = try modelOptions.loadOptions()
-        let deployment = try Deployment(
-            topology: try topologyOptions.load(), world: runtime.world, source: source,
-            options: DeploymentOptions(load: load, sequenceSlots: scheduling.maxSequences ?? prompts.count,
-                                       context: modelOptions.context, reduction: tpReduction == .mpi ? .mpi : .rankOrder,
-                                       recompute: noKvCache, fault: fault.flatMap(InjectedFault.init),
-                                       kvBlockSize: scheduling.kvBlockSize, kvCacheMemory: scheduling.kvCacheMemory))
+        let (deployment, source, load) = try loadDeployment(
+            runtime: runtime, modelPath: modelPath, topology: try topologyOptions.load(), model: modelOptions, scheduling: scheduling,
+            slots: scheduling.maxSequences ?? prompts.count, reduction: tpReduction == .mpi ? .mpi : .rankOrder,
+            recompute: noKvCache, fault: fault)
         guard case .coordinator(let executor) = deployment.part else {
             try deployment.serve()
             try gatherReports(deployment, source: source)
@@ -28,13 +24,7 @@ extension GenerateCommand {
         let model = deployment.model!
         let tokenizer = try Tokenizer.load(source)
         let requestsTokens = try promptTokens(prompts, tokenizer: tokenizer)
-        log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; KV cache %d blocks of %d positions (%@ per rank); %d rank%@; %@ products on %d thread%@ per rank (CPU level %@)",
-                   modelPath, deployment.blueprint.architecture, model.layerCount, Date().timeIntervalSince(loadStart),
-                   deployment.context, deployment.paging.blockCount, deployment.paging.blockSize,
-                   byteSize(deployment.kvCacheBytes), runtime.world.size, runtime.world.size == 1 ? "" : "s",
-                   load.compute.mode.description, load.compute.threads, load.compute.threads == 1 ? "" : "s",
-                   CPULevel.active.description))
-        if let notice = deployment.slowPathNotice { log("tessera: " + notice) }
+        logLoaded(deployment, modelPath: modelPath, load: load, since: loadStart)
         defer { try? deployment.finish() }
 
         let seed = sampling.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
@@ -90,6 +80,32 @@ extension GenerateCommand {
             log(ProfileReport.render(texts))
         }
     }
+}
+
+/// Builds this rank's deployment from the command line (collective over the world).
+func loadDeployment(runtime: MPIRuntime, modelPath: String, topology: Topology, model: ModelOptions,
+                    scheduling: SchedulingOptions, slots: Int, reduction: CommunicatorGroup.Reduction = .rankOrder,
+                    recompute: Bool = false, fault: String? = nil) throws -> (Deployment, ModelSource, LoadOptions) {
+    let source = try ModelSource.open(path: modelPath)
+    let load = try model.loadOptions()
+    let deployment = try Deployment(
+        topology: topology, world: runtime.world, source: source,
+        options: DeploymentOptions(load: load, sequenceSlots: slots, context: model.context, reduction: reduction,
+                                   recompute: recompute, fault: fault.flatMap(InjectedFault.init),
+                                   kvBlockSize: scheduling.kvBlockSize, kvCacheMemory: scheduling.kvCacheMemory))
+    return (deployment, source, load)
+}
+
+/// The coordinator's line on stderr once the model is loaded (and the slow-path notice, if any).
+func logLoaded(_ deployment: Deployment, modelPath: String, load: LoadOptions, since start: Date) {
+    let size = deployment.groups.world.size
+    log(String(format: "tessera: loaded %@ (%@, %d layers) in %.2f s; context %d; KV cache %d blocks of %d positions (%@ per rank); %d rank%@; %@ products on %d thread%@ per rank (CPU level %@)",
+               modelPath, deployment.blueprint.architecture, (deployment.model?.layerCount ?? 0), Date().timeIntervalSince(start),
+               deployment.context, deployment.paging.blockCount, deployment.paging.blockSize,
+               byteSize(deployment.kvCacheBytes), size, size == 1 ? "" : "s",
+               load.compute.mode.description, load.compute.threads, load.compute.threads == 1 ? "" : "s",
+               CPULevel.active.description))
+    if let notice = deployment.slowPathNotice { log("tessera: " + notice) }
 }
 
 extension TopologyOptions {

@@ -11,11 +11,11 @@ struct SchedulingOptions: ParsableArguments {
     var kvBlockSize = 16
     @Option(help: "Memory for KV cache blocks per rank, e.g. 512M or 2G. Default: every running sequence's whole context, at most half the available memory.", transform: parseByteCount)
     var kvCacheMemory: Int?
-    @Flag(inversion: .prefixedNo, help: "Share full KV blocks between requests with the same prefix (a system prompt, earlier chat turns).")
-    var prefixCache = false
+    @Flag(inversion: .prefixedNo, help: "Share full KV blocks between requests with the same prefix (a system prompt, earlier chat turns). Default: on in serve and batch, off in generate.")
+    var prefixCache: Bool?
 
-    func scheduler(prefixCache: Bool? = nil) -> SchedulerOptions {
-        SchedulerOptions(maxBatchTokens: maxBatchTokens, maxSequences: maxSequences, prefixCache: prefixCache ?? self.prefixCache)
+    func scheduler(prefixCacheByDefault: Bool = false) -> SchedulerOptions {
+        SchedulerOptions(maxBatchTokens: maxBatchTokens, maxSequences: maxSequences, prefixCache: prefixCache ?? prefixCacheByDefault)
     }
 
     func validate() throws {

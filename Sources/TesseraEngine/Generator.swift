@@ -11,11 +11,26 @@ public struct GenerationRequest: Sendable {
     public var stopStrings: [String]
     /// Whether an end-of-sequence token ends the completion (benchmarks turn it off to generate exactly maxTokens).
     public var stopAtEOS: Bool
+    /// Report each generated token's log-probability and this many most likely alternatives (nil: none).
+    public var logprobs: Int?
 
     public init(promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = SamplingParameters(),
-                stopStrings: [String] = [], stopAtEOS: Bool = true) {
+                stopStrings: [String] = [], stopAtEOS: Bool = true, logprobs: Int? = nil) {
         self.promptTokens = promptTokens; self.maxTokens = maxTokens; self.sampling = sampling
-        self.stopStrings = stopStrings; self.stopAtEOS = stopAtEOS
+        self.stopStrings = stopStrings; self.stopAtEOS = stopAtEOS; self.logprobs = logprobs
+    }
+}
+
+/// A generated token's log-probability under the model (the raw logits' log-softmax, before penalties,
+/// temperature and filters, as the OpenAI API and vLLM report it), with the most likely tokens at that position.
+public struct TokenLogprob: Sendable, Equatable {
+    public var token: Int
+    public var logprob: Float
+    /// The most likely tokens and their log-probabilities, most likely first (ties to the lower id).
+    public var top: [(token: Int, logprob: Float)]
+
+    public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
+        a.token == b.token && a.logprob == b.logprob && a.top.elementsEqual(b.top) { $0 == $1 }
     }
 }
 
@@ -40,6 +55,10 @@ public struct GenerationOutput: Sendable {
     public var preemptions = 0
     /// Seconds from submission to the first generated token (nil if none).
     public var timeToFirstToken: Double? = nil
+    /// Seconds from submission to the first step that ran it (nil if it never ran).
+    public var queueTime: Double? = nil
+    /// One entry per generated token when the request asked for log-probabilities.
+    public var logprobs: [TokenLogprob] = []
 }
 
 /// Timings of one `generate` call.
@@ -118,6 +137,7 @@ public final class Generator {
 struct SequenceState {
     let maxTokens: Int
     let eos: Set<Int>
+    let logprobs: Int?
     var history: [Int]
     var generated: [Int] = []
     var sampler: Sampler
@@ -132,6 +152,7 @@ struct SequenceState {
     init(request: GenerationRequest, tokenizer: Tokenizer, vocab: Int) throws {
         maxTokens = request.maxTokens
         eos = request.stopAtEOS ? tokenizer.eosIDs : []
+        logprobs = request.logprobs
         history = request.promptTokens
         history.reserveCapacity(request.promptTokens.count + request.maxTokens + 1)
         generated.reserveCapacity(request.maxTokens)

@@ -30,6 +30,8 @@ public struct SchedulerCounters: Sendable {
     /// Requests whose prompt has been computed once (their first token sampled, or their end reached).
     public var prefilled = 0
     public var finished = 0
+
+    public init() {}
 }
 
 /// One request as the scheduler tracks it.
@@ -53,6 +55,7 @@ final class ScheduledRequest {
     var cachedTokens = 0
     var preemptions = 0
     let submitted: Date
+    var admitted: Date?
     var firstToken: Date?
     var output = GenerationOutput()
 
@@ -83,6 +86,9 @@ public final class Scheduler {
     public var onText: (Int, Substring) -> Void = { _, _ in }
     /// Called once per request when it ends (finished, stopped or cancelled).
     public var onFinish: (Int, GenerationOutput) -> Void = { _, _ in }
+    /// Called for each generated token (`id`, token, its log-probability when the request asked for them), before
+    /// its text reaches `onText`.
+    public var onToken: ((Int, Int, TokenLogprob?) -> Void)?
     /// Called before each step that only decodes, with the count of such steps before it (instrumentation).
     public var onDecodeStep: ((Int) -> Void)?
 
@@ -93,6 +99,8 @@ public final class Scheduler {
     private var batch = Batch()
     private var updates = BlockTableUpdates()
     private var logits: [Float]
+    /// The raw logits row of a request that wants log-probabilities (the sampler edits the row in place).
+    private var rawRow: [Float] = []
     private var arrivals = 0
     private var decodeSteps = 0
     private let maxSequences: Int
@@ -124,6 +132,9 @@ public final class Scheduler {
     public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty }
     public var waitingCount: Int { waiting.count }
     public var runningCount: Int { running.count }
+
+    /// The latest request still waiting that never ran (nil if none): the one to turn away when the queue is full.
+    public var newestWaiting: Int? { waiting.last(where: { $0.admitted == nil })?.id }
 
     /// Queues a request; its errors (empty prompt, too long for the context or the whole pool, ids outside the
     /// vocabulary) are thrown here and name the request.
@@ -206,6 +217,7 @@ public final class Scheduler {
             }
             waiting.removeFirst()
             freeSlots.removeLast()
+            if w.admitted == nil { w.admitted = Date() }
             w.slot = slot
             running.append(w)
             schedule(w, chunk: chunk, first: 0)
@@ -324,13 +336,26 @@ public final class Scheduler {
                 if r.sequence.maxTokens == 0 { r.sequence.finish(.maxTokens) }
             }
             if !r.sequence.done {
+                var summary: LogprobSummary?
+                if let top = r.sequence.logprobs {
+                    rawRow.removeAll(keepingCapacity: true)
+                    rawRow.append(contentsOf: logits[row * vocab ..< (row + 1) * vocab])
+                    summary = rawRow.withUnsafeBufferPointer { LogprobSummary($0, top: top) }
+                }
                 let token = logits.withUnsafeMutableBufferPointer {
                     r.sequence.sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: $0[row * vocab ..< (row + 1) * vocab]),
                                               history: r.sequence.history)
                 }
                 if r.firstToken == nil { r.firstToken = Date() }
                 counters.generatedTokens += 1
-                if let text = r.sequence.accept(token, context: context) { onText(r.id, text) }
+                let count = r.sequence.generated.count
+                let text = r.sequence.accept(token, context: context)
+                if r.sequence.generated.count > count {      // not an end-of-sequence token
+                    let logprob = summary.map { TokenLogprob(token: token, logprob: rawRow[token] - $0.logSumExp, top: $0.top) }
+                    if let logprob { r.output.logprobs.append(logprob) }
+                    onToken?(r.id, token, logprob)
+                }
+                if let text { onText(r.id, text) }
             }
             if r.sequence.done, let i = running.firstIndex(where: { $0 === r }) {
                 running.remove(at: i)
@@ -350,7 +375,35 @@ public final class Scheduler {
         r.output.cachedPromptTokens = r.cachedTokens
         r.output.preemptions = r.preemptions
         r.output.timeToFirstToken = r.firstToken.map { $0.timeIntervalSince(r.submitted) }
+        r.output.queueTime = r.admitted.map { $0.timeIntervalSince(r.submitted) }
         counters.finished += 1
         onFinish(r.id, r.output)
+    }
+}
+
+/// The log-softmax normaliser of a logits row and its `top` most likely tokens (ties to the lower id), for
+/// reporting log-probabilities: token t's log-probability is `row[t] - logSumExp`.
+struct LogprobSummary {
+    let logSumExp: Float
+    let top: [(token: Int, logprob: Float)]
+
+    init(_ row: UnsafeBufferPointer<Float>, top count: Int) {
+        var m = -Float.infinity
+        for v in row where v > m { m = v }
+        var sum = 0.0
+        for v in row { sum += Double(expf(v - m)) }
+        let lse = m + Float(log(sum))
+        logSumExp = lse
+        var best: [(token: Int, logprob: Float)] = []
+        if count > 0 {
+            best.reserveCapacity(count + 1)
+            for (t, v) in row.enumerated() where best.count < count || v > best[best.count - 1].logprob + lse {
+                let entry = (token: t, logprob: v - lse)
+                let at = best.firstIndex { entry.logprob > $0.logprob } ?? best.count
+                best.insert(entry, at: at)
+                if best.count > count { best.removeLast() }
+            }
+        }
+        top = best
     }
 }

@@ -144,6 +144,33 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(ended?.stopReason, .contextFull)
         XCTAssertEqual(ended?.tokens.count, 14, "16 positions: 3 prompt tokens, 13 generated ones stored, the 14th sampled from the last")
     }
+
+    /// Log-probabilities are the log-softmax of the raw logits: the first generated token's, against the prompt's
+    /// last logits computed here in Double; greedy tokens head their own top list; sampling is unchanged by asking.
+    func testLogprobs() throws {
+        let f = try fixture(.exact)
+        let prompt = f.tokenizer.encode("The capital of France is")
+        func run(_ logprobs: Int?, _ sampling: SamplingParameters) throws -> GenerationOutput {
+            let executor = try LocalExecutor(model: f.model, sequenceSlots: 1, contextLength: 64)
+            let generator = Generator(executor: executor, tokenizer: f.tokenizer)
+            generator.keepPromptLogits = true
+            return try generator.generate([GenerationRequest(promptTokens: prompt, maxTokens: 5, sampling: sampling,
+                                                             stopAtEOS: false, logprobs: logprobs)]).0[0]
+        }
+        let greedy = try run(3, .greedy)
+        XCTAssertEqual(greedy.logprobs.map(\.token), greedy.tokens)
+        let logits = greedy.promptLogits!.map(Double.init)
+        let m = logits.max()!
+        let lse = m + log(logits.reduce(0) { $0 + exp($1 - m) })
+        let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        let first = greedy.logprobs[0]
+        XCTAssertEqual(Double(first.logprob), logits[greedy.tokens[0]] - lse, accuracy: 1e-4)
+        XCTAssertEqual(first.top.map(\.token), Array(order.prefix(3)))
+        for (t, want) in zip(first.top, order) { XCTAssertEqual(Double(t.logprob), logits[want] - lse, accuracy: 1e-4) }
+        for e in greedy.logprobs { XCTAssertEqual(e.top.first?.token, e.token); XCTAssertLessThanOrEqual(e.logprob, 0) }
+        let seeded = SamplingParameters(temperature: 0.9, topK: 40, seed: 11)
+        XCTAssertEqual(try run(2, seeded).tokens, try run(nil, seeded).tokens, "asking for log-probabilities changes no token")
+    }
 }
 
 /// Block manager bookkeeping: sharing by chained hash, LRU eviction of unheld cached blocks, reference counts.
