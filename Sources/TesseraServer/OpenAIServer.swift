@@ -19,8 +19,6 @@ public struct ServerOptions: Sendable {
     public var maxBodyBytes = 4 << 20
     /// Seconds running requests may take to finish after SIGTERM before they are cancelled.
     public var drainSeconds = 30.0
-    /// The name clients pass as `model` (default: the model file's name).
-    public var modelName: String?
 
     public init() {}
 }
