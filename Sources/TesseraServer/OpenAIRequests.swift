@@ -124,7 +124,8 @@ struct Fields {
     func strings(_ key: String) throws -> [String] {
         guard let v = present(key) else { return [] }
         if let s = v.string { return [s] }
-        guard let a = v.array, let all = Optional(a.compactMap(\.string)), all.count == a.count else {
+        let all = v.array?.compactMap(\.string)
+        guard let all, all.count == v.array?.count else {
             throw APIError.invalid(key, "'\(key)' must be a string or an array of strings, got \(describe(v))")
         }
         return all

@@ -101,8 +101,6 @@ struct Reply: Sendable {
                     return top
                 }]
     }
-
-    func collector() -> Collector { Collector() }
 }
 
 /// Gathers a non-streaming request's events.

@@ -135,7 +135,7 @@ public final class OpenAIServer: Sendable {
             throw APIError(status: status, message: message, param: status == 400 ? (endpoint == .chat ? "messages" : "prompt") : nil)
         }
         guard job.stream else {
-            var collector = reply.collector()
+            var collector = Collector()
             if let first { collector.take(first) }
             while let event = await withTaskCancellationHandler(operation: { await iterator.next() },
                                                                onCancel: { self.engine.cancel(id) }) {
