@@ -15,7 +15,7 @@
 //   TesseraEngine        Deployment (a rank's part of a job), scheduler, sampling, pipeline stages
 //   TesseraServer        the OpenAI-compatible HTTP server on the coordinator (Hummingbird), its engine thread, metrics
 //   infer-worker         the program users launch under mpirun
-//   infer-bench          benchmarks that print ratios against a peer measured in the same run
+//   infer-bench          benchmarks that print ratios against a peer measured in the same run (serve: a NIO load generator)
 import PackageDescription
 
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
@@ -69,6 +69,10 @@ let package = Package(
         .executableTarget(name: "InferBench", dependencies: [
             "TesseraCollectives", "TesseraFormats", "TesseraKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            // the serving load generator's HTTP client (already built for the server)
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "TesseraTestSupport", path: "Tests/TesseraTestSupport"),
         // The malloc family, interposed in the test executable, counting allocations (the zero-allocation test).

@@ -2,12 +2,12 @@ import ArgumentParser
 import Foundation
 
 @main
-struct InferBench: ParsableCommand {
+struct InferBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infer-bench",
         abstract: "Tessera benchmarks: each prints ratios against a peer measured in the same run.",
         subcommands: [CollectivesBench.self, ParallelBench.self, CompareBench.self, QuantizeBench.self, AblationBench.self, PositionsBench.self,
-                      BandwidthBench.self,
+                      BandwidthBench.self, ServeBench.self,
                       SyntheticModelCommand.self])
 }
 

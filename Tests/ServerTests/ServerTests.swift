@@ -31,3 +31,26 @@ final class ServerTests: XCTestCase {
 
     func testTensorParallelServerEndsCleanlyOnSIGTERM() throws { try runClientChecks(topology: "topologies/tp2.yaml") }
 }
+
+/// `infer-bench serve` against a Tessera server it starts itself: every request completes with its tokens, and the
+/// CSV and chart are written (the load generator the serving figures come from keeps working).
+final class ServeBenchTests: XCTestCase {
+    func testLoadGeneratorAgainstTessera() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-serve-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let csv = folder.appendingPathComponent("serve.csv")
+        let result = try runProcess(Repo.executable("infer-bench"),
+                                    ["serve", "--servers", "tessera", "--concurrency", "1,3", "--requests", "6",
+                                     "--max-tokens", "5", "--threads", "1", "--context", "256", "--csv", csv.path],
+                                    environment: ["TESSERA_WORKER": Repo.executable("infer-worker").path], timeout: 300)
+        XCTAssertEqual(result.status, 0, "\(result)")
+        let rows = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        XCTAssertEqual(rows.map { String($0[0]) + " " + String($0[1]) }, ["tessera 1", "tessera 3"], "\(result)")
+        for row in rows {
+            XCTAssertEqual(row[4], "6", "every request completed: \(row)")
+            XCTAssertEqual(row[5], "0", "no errors: \(row)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("serve.svg").path))
+    }
+}
