@@ -5,7 +5,7 @@ struct InferWorker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infer-worker",
         abstract: "Tessera worker: run it as N MPI ranks (mpirun -n N, or launch/tessera).",
-        subcommands: [GenerateCommand.self, ServeCommand.self, PerplexityCommand.self, QuantizeCommand.self, TopologyCommand.self,
+        subcommands: [GenerateCommand.self, ServeCommand.self, BatchCommand.self, PerplexityCommand.self, QuantizeCommand.self, TopologyCommand.self,
                       SelfTestCommand.self, FaultDrillCommand.self, WorldSizeCommand.self, InspectCommand.self])
 }
 

@@ -5,17 +5,23 @@ import TesseraCollectives
 /// prints it (naming itself) and aborts every rank through MPI, so no peer waits forever in a collective.
 enum WorkerSession {
     static func run(threadLevel: ThreadLevel = .funneled, _ body: (MPIRuntime) throws -> Void) -> Never {
+        runWithStatus(threadLevel: threadLevel) { runtime in try body(runtime); return 0 }
+    }
+
+    /// As `run`, but the rank exits with the status `body` returns, after MPI is finalized (every rank's work done).
+    static func runWithStatus(threadLevel: ThreadLevel = .funneled, _ body: (MPIRuntime) throws -> Int32) -> Never {
         let runtime: MPIRuntime
         do { runtime = try MPIRuntime.initialize(threadLevel: threadLevel) } catch {
             MPIRuntime.abortJob("cannot start MPI: \(error)")
         }
+        let status: Int32
         do {
-            try body(runtime)
+            status = try body(runtime)
         } catch {
             MPIRuntime.abortJob("\(error)")
         }
         runtime.finalize()
-        exit(0)
+        exit(status)
     }
 }
 
