@@ -28,9 +28,11 @@ public final class OpenAIServer: Sendable {
     let engine: EngineLoop
     let metrics: ServerMetrics
     private let state = ModelBox()
+    private let connections: ConnectionWatch
 
     public init(options: ServerOptions, engine: EngineLoop, metrics: ServerMetrics) {
         self.options = options; self.engine = engine; self.metrics = metrics
+        connections = ConnectionWatch(engine: engine)
     }
 
     /// The model is loaded: requests are served from now on.
@@ -41,7 +43,10 @@ public final class OpenAIServer: Sendable {
     public func run(onListening: @escaping @Sendable (Int) -> Void) async throws {
         var logger = Logger(label: "tessera.server")
         logger.logLevel = .error
-        let app = Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port),
+        let connections = self.connections
+        let app = Application(router: router(),
+                              server: .http1(configuration: .init(additionalChannelHandlers: [InputClosedHandler(connections: connections)])),
+                              configuration: .init(address: .hostname(options.host, port: options.port),
                                                                       serverName: "tessera"),
                               onServerRunning: { onListening($0.localAddress?.port ?? -1) }, logger: logger)
         let drain = DrainOnShutdown(engine: engine, seconds: options.drainSeconds)
@@ -54,8 +59,8 @@ public final class OpenAIServer: Sendable {
 
     // MARK: routes
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
         router.get("/health") { _, _ in
             switch self.engine.snapshot.phase {
             case .ready: return jsonResponse(["status": "ok"])
@@ -77,11 +82,15 @@ public final class OpenAIServer: Sendable {
                     "max_model_len": model.context] as [String: Any]]])
             }
         }
-        router.post("/v1/completions") { request, _ in
-            try await self.guarded(request) { model, body in try await self.complete(body, endpoint: .completion, model: model) }
+        router.post("/v1/completions") { request, context in
+            try await self.guarded(request) { model, body in
+                try await self.complete(body, endpoint: .completion, model: model, channel: context.channel)
+            }
         }
-        router.post("/v1/chat/completions") { request, _ in
-            try await self.guarded(request) { model, body in try await self.complete(body, endpoint: .chat, model: model) }
+        router.post("/v1/chat/completions") { request, context in
+            try await self.guarded(request) { model, body in
+                try await self.complete(body, endpoint: .chat, model: model, channel: context.channel)
+            }
         }
         router.post("/tokenize") { request, _ in
             try await self.guarded(request) { model, body in try tokenize(body, model: model) }
@@ -124,7 +133,8 @@ public final class OpenAIServer: Sendable {
 
     // MARK: completions
 
-    private func complete(_ body: [String: JSONValue], endpoint: Endpoint, model: ServedModel) async throws -> Response {
+    private func complete(_ body: [String: JSONValue], endpoint: Endpoint, model: ServedModel,
+                          channel: any Channel) async throws -> Response {
         let job = try parseCompletion(body, endpoint: endpoint, model: model)
         let (id, events) = engine.submit(job.request)
         let reply = Reply(job: job, model: model, id: (endpoint == .chat ? "chatcmpl-" : "cmpl-") + "\(id)")
@@ -135,6 +145,9 @@ public final class OpenAIServer: Sendable {
             throw APIError(status: status, message: message, param: status == 400 ? (endpoint == .chat ? "messages" : "prompt") : nil)
         }
         guard job.stream else {
+            // Nothing is written until the end, so a client that goes away is seen by its connection closing.
+            connections.watch(channel, request: id)
+            defer { connections.forget(channel, request: id) }
             var collector = Collector()
             if let first { collector.take(first) }
             while let event = await withTaskCancellationHandler(operation: { await iterator.next() },
@@ -188,6 +201,84 @@ struct DrainOnShutdown: Service {
     func run() async throws {
         try? await gracefulShutdown()
         engine.beginDrain(deadline: Date().addingTimeInterval(seconds))
+    }
+}
+
+/// The request context: Hummingbird's core storage and the connection, so a non-streaming request can be cancelled
+/// when its client disconnects (Hummingbird does not cancel the handler's task then).
+struct ServerContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+/// Non-streaming requests waiting on each open connection, cancelled when the client's side of it ends. The server
+/// allows half-closed connections, so a client that goes away shows up as the end of its input (`inputClosed`), not
+/// as the channel closing; as in uvicorn, the end of input while a response is pending counts as a disconnect.
+final class ConnectionWatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var waiting: [ObjectIdentifier: Set<Int>] = [:]
+    private var ended: Set<ObjectIdentifier> = []
+    private let engine: EngineLoop
+
+    init(engine: EngineLoop) { self.engine = engine }
+
+    func watch(_ channel: any Channel, request id: Int) {
+        let key = ObjectIdentifier(channel)
+        lock.lock()
+        let gone = ended.contains(key)
+        if !gone { waiting[key, default: []].insert(id) }
+        lock.unlock()
+        if gone { engine.cancel(id) }
+    }
+
+    func forget(_ channel: any Channel, request id: Int) {
+        lock.lock()
+        waiting[ObjectIdentifier(channel)]?.remove(id)
+        lock.unlock()
+    }
+
+    /// The client's side of `channel` ended: what waits on it is cancelled.
+    func inputClosed(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        lock.lock()
+        let ids = waiting.removeValue(forKey: key) ?? []
+        ended.insert(key)
+        lock.unlock()
+        for id in ids { engine.cancel(id) }
+    }
+
+    /// The connection is gone: forget it.
+    func closed(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        lock.lock()
+        waiting[key] = nil
+        ended.remove(key)
+        lock.unlock()
+    }
+}
+
+/// Tells the connection watch when a client's input ends or its connection closes (one per connection, in the
+/// pipeline after HTTP decoding).
+final class InputClosedHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = Any   // passed on untouched
+    typealias InboundOut = Any
+    let connections: ConnectionWatch
+    init(connections: ConnectionWatch) { self.connections = connections }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.fireChannelRead(data) }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed { connections.inputClosed(context.channel) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connections.closed(context.channel)
+        context.fireChannelInactive()
     }
 }
 

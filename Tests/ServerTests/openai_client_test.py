@@ -4,9 +4,9 @@ rank exited 0. Run by ServerTests.swift; exits non-zero with a message on the fi
 
     python openai_client_test.py --repo ROOT --shared SHARED [--topology FILE]
 """
-import argparse, json, os, re, signal, subprocess, sys, threading, time
+import argparse, json, os, re, signal, socket, subprocess, sys, threading, time
 
-import urllib.error, urllib.request
+import urllib.error, urllib.parse, urllib.request
 
 import openai
 
@@ -219,6 +219,20 @@ def main():
         wait_metric(url, "tessera:num_requests_running", lambda v: v == 0, "closed streams stop running")
         wait_metric(url, "tessera:kv_cache_usage_perc", lambda v: v == 0, "closed streams free their KV blocks")
         check(metric(url, "tessera:generation_tokens_total") < 2 * 400, "cancelled streams stopped generating")
+
+        # A non-streaming request whose client hangs up is cancelled too (the server sees its input end).
+        before = metric(url, "tessera:generation_tokens_total")
+        host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+        body = json.dumps({"model": NAME, "prompt": "A long story:", "max_tokens": 400, "temperature": 0,
+                           "ignore_eos": True}).encode()
+        sock = socket.create_connection((host, port))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (host.encode(), KEY.encode(), len(body)) + body)
+        wait_metric(url, "tessera:num_requests_running", lambda v: v == 1, "the non-streaming request runs")
+        sock.close()
+        wait_metric(url, "tessera:num_requests_running", lambda v: v == 0, "a hung-up non-streaming request stops")
+        wait_metric(url, "tessera:kv_cache_usage_perc", lambda v: v == 0, "a hung-up non-streaming request frees its blocks")
+        check(metric(url, "tessera:generation_tokens_total") - before < 400, "the hung-up request stopped generating")
 
         # Many concurrent requests all complete.
         results, errors = [], []
