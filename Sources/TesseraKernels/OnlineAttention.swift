@@ -71,24 +71,30 @@ public struct OnlineAttention {
     }
 
     /// Positions below which a head is never split.
-    static let minimumSplit = 64
+    static let minimumSplit = 256
 
     /// Query heads per KV head: one task attends for the whole group, reading each key and value once.
     var group: Int { heads / kvHeads }
 
-    /// Floats of `partials` scratch any call needs with `threads` threads and up to `heads` query heads (splits
-    /// happen only when tokens × KV heads is below 4 · threads, so fewer than 8 · threads tasks then exist, each
-    /// holding a group's partial results).
-    public static func partialsCount(heads: Int, headDim: Int, threads: Int) -> Int {
-        8 * max(1, threads) * max(1, heads) * (headDim + 2)
+    /// Most splits of one token's KV head: enough that a lone decode token gives every thread work (4 tasks per
+    /// thread), 1 without a pool.
+    func maximumSplits() -> Int {
+        let threads = pool?.threads ?? 1
+        return threads > 1 ? max(1, (4 * threads + kvHeads - 1) / kvHeads) : 1
     }
 
-    /// Splits per KV head for `n` tokens whose longest span is `longest` positions.
-    func splits(tokens n: Int, longest: Int) -> Int {
-        let threads = pool?.threads ?? 1, work = n * kvHeads
-        guard threads > 1, work < 4 * threads else { return 1 }
-        let wanted = (4 * threads + work - 1) / work
-        return max(1, min(wanted, (longest + OnlineAttention.minimumSplit - 1) / OnlineAttention.minimumSplit))
+    /// Floats of `partials` scratch a call of up to `tokens` tokens needs with `threads` threads: a slot per
+    /// (token, KV head, split), each holding a group's partial results.
+    public static func partialsCount(heads: Int, kvHeads: Int, headDim: Int, threads: Int, tokens: Int) -> Int {
+        let splits = threads > 1 ? max(1, (4 * threads + kvHeads - 1) / kvHeads) : 1
+        return max(1, tokens) * splits * max(1, heads) * (headDim + 2)
+    }
+
+    /// Splits of a token whose span has `length` positions. It depends on that token alone (and the thread count),
+    /// never on the other tokens of the call, so a sequence's rounding is the same whatever it is batched with.
+    @inline(__always)
+    func splits(length: Int, maximum: Int) -> Int {
+        max(1, min(maximum, (length + OnlineAttention.minimumSplit - 1) / OnlineAttention.minimumSplit))
     }
 
     /// output[i · outputStride + h · headDim …] = attention of query row i (`queryStride` apart) over `spans[i]`.
@@ -96,21 +102,22 @@ public struct OnlineAttention {
                                tokens n: Int, output: UnsafeMutablePointer<Float>, outputStride: Int,
                                partials: UnsafeMutablePointer<Float>) {
         guard n > 0 else { return }
-        var longest = 0
-        for i in 0..<n { longest = max(longest, spans[i].length) }
-        let s = splits(tokens: n, longest: longest), g = group, slot = g * (headDim + 2)
-        let tasks = n * kvHeads * s
-        let job = Job(attention: self, splits: s, queries: queries, queryStride: queryStride, spans: spans,
+        let most = maximumSplits(), g = group, slot = g * (headDim + 2)
+        // Tasks are laid out for `most` splits per (token, KV head); a token with fewer skips the rest.
+        let tasks = n * kvHeads * most
+        let job = Job(attention: self, splits: most, queries: queries, queryStride: queryStride, spans: spans,
                       output: output, outputStride: outputStride, partials: partials)
         if let pool, pool.threads > 1, tasks > 1 {
             pool.run(tasks: tasks, job)
         } else {
             for task in 0..<tasks { job.run(task: task, worker: 0) }
         }
-        guard s > 1 else { return }
+        guard most > 1 else { return }
         for i in 0..<n {
+            let s = splits(length: spans[i].length, maximum: most)
+            guard s > 1 else { continue }
             for kv in 0..<kvHeads {
-                let first = partials + ((i * kvHeads + kv) * s) * slot
+                let first = partials + ((i * kvHeads + kv) * most) * slot
                 for h in 0..<g {
                     combine(first, head: h, slot: slot, parts: s,
                             into: output + (i &* outputStride &+ (kv &* g &+ h) &* headDim))
@@ -136,14 +143,16 @@ public struct OnlineAttention {
         }
     }
 
-    /// Task (token i, KV head kv, split) of a job with `s` splits: the group of query heads kv · group ..< (kv + 1) ·
-    /// group. A partial slot holds the group's maxima, then sums, then unnormalised outputs.
+    /// Task (token i, KV head kv, split) of a job laid out for `most` splits: the group of query heads
+    /// kv · group ..< (kv + 1) · group. A partial slot holds the group's maxima, then sums, then unnormalised outputs.
     @inline(__always)
-    fileprivate func run(_ task: Int, splits s: Int, queries: UnsafePointer<Float>, queryStride: Int,
+    fileprivate func run(_ task: Int, splits most: Int, queries: UnsafePointer<Float>, queryStride: Int,
                          spans: UnsafePointer<AttentionSpan>, output: UnsafeMutablePointer<Float>, outputStride: Int,
                          partials: UnsafeMutablePointer<Float>) {
-        let hd = headDim, g = group, split = task % s, kv = (task / s) % kvHeads, i = task / (s * kvHeads)
-        let span = spans[i], q = queries + (i &* queryStride &+ kv &* g &* hd)
+        let hd = headDim, g = group, split = task % most, kv = (task / most) % kvHeads, i = task / (most * kvHeads)
+        let span = spans[i], s = splits(length: span.length, maximum: most)
+        guard split < s else { return }
+        let q = queries + (i &* queryStride &+ kv &* g &* hd)
         let per = (span.length + s - 1) / s, j0 = min(span.length, split * per), j1 = min(span.length, j0 + per)
         if s > 1 {
             let slot = partials + task &* (g &* (hd &+ 2))

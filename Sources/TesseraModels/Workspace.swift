@@ -44,7 +44,8 @@ final class Workspace {
         attn = make(t * config.queryDim)
         gate = make(t * config.intermediateSize); up = make(t * config.intermediateSize)
         cos = make(t * config.headDim / 2); sin = make(t * config.headDim / 2)
-        partials = make(OnlineAttention.partialsCount(heads: config.headCount, headDim: config.headDim, threads: threads))
+        partials = make(OnlineAttention.partialsCount(heads: config.headCount, kvHeads: config.kvDim / config.headDim,
+                                                      headDim: config.headDim, threads: threads, tokens: t))
         spans = UnsafeMutablePointer<AttentionSpan>.allocate(capacity: maxTokens)
         rowScratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
         scoreCapacity = config.contextLength

@@ -115,10 +115,14 @@ final class SchedulerTests: XCTestCase {
 
     func testExactArithmetic() throws { try check(.exact, name: "exact") }
 
-    /// One thread: with more, the fast path's attention splits a long span across threads only when a step has
-    /// few tokens, so its rounding (not its logic) depends on what else is in the step.
     func testFastArithmetic() throws {
         try check(ComputeOptions(mode: .fast), name: "fast")
+    }
+
+    /// Two threads: the attention splits a token's span by that token's length alone, so a sequence rounds the same
+    /// whatever shares its step.
+    func testFastArithmeticOnTwoThreads() throws {
+        try check(ComputeOptions(mode: .fast, pool: ThreadPool(threads: 2)), name: "fast, 2 threads")
     }
 
     /// Bad requests are refused at submission, naming the request.

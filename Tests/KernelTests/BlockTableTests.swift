@@ -69,8 +69,8 @@ final class BlockTableTests: XCTestCase {
         let job = OnlineAttention(heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
                                   scale: 1 / Float(s.headDim).squareRoot(), layout: layout, pool: pool)
         var out = [Float](repeating: .nan, count: spans.count * s.heads * s.headDim)
-        var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(heads: s.heads, headDim: s.headDim,
-                                                                                threads: threads))
+        var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
+                                                                                threads: threads, tokens: spans.count))
         var spans = spans
         job(queries: q, queryStride: s.heads * s.headDim, spans: &spans, tokens: spans.count, output: &out,
             outputStride: s.heads * s.headDim, partials: &partials)

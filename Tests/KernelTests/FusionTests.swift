@@ -164,8 +164,8 @@ final class FusionTests: XCTestCase {
                                               layout: .float(stride: kvDim, headStride: headDim), pool: pool)
                     for tokens in [1, lengths.count] {   // one token splits positions when heads are few
                         var out = [Float](repeating: .nan, count: tokens * heads * headDim + 1)
-                        var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(heads: heads, headDim: headDim,
-                                                                                               threads: threads))
+                        var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                                                                               threads: threads, tokens: tokens))
                         var spans = (0..<tokens).map { i in dense.span(first: 0, length: tokens == 1 ? 1000 : lengths[i]) }
                         job(queries: tokens == 1 ? Array(q[(3 * heads * headDim)...]) : q, queryStride: heads * headDim,
                             spans: &spans, tokens: tokens, output: &out, outputStride: heads * headDim,
@@ -178,6 +178,40 @@ final class FusionTests: XCTestCase {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// A token's online attention is bit for bit the same alone and in a batch with other tokens of other lengths,
+    /// at every thread count: its position splits depend on its own span only (continuous batching relies on it).
+    func testOnlineAttentionIsBatchInvariant() {
+        var rng = Rand(91)
+        let (heads, kvHeads, headDim) = (9, 3, 64)
+        let kvDim = kvHeads * headDim, scale = 1 / Float(headDim).squareRoot()
+        let lengths = [1000, 5, 300, 700, 64, 65, 129, 2]
+        let k = (0..<(1000 * kvDim)).map { _ in rng.float(2) }
+        let v = (0..<(1000 * kvDim)).map { _ in rng.float() }
+        let q = (0..<(lengths.count * heads * headDim)).map { _ in rng.float(2) }
+        let dense = ScatteredBlocks(keys: k, values: v, rows: 1000, rowFloats: kvDim, blockSize: 16)
+        let row = heads * headDim
+        for threads in [1, 2, 5] {
+            let pool = threads > 1 ? ThreadPool(threads: threads) : nil
+            let job = OnlineAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale,
+                                      layout: .float(stride: kvDim, headStride: headDim), pool: pool)
+            func run(_ tokens: [Int]) -> [Float] {
+                var out = [Float](repeating: .nan, count: tokens.count * row)
+                var partials = [Float](repeating: 0, count: OnlineAttention.partialsCount(
+                    heads: heads, kvHeads: kvHeads, headDim: headDim, threads: threads, tokens: tokens.count))
+                var spans = tokens.map { dense.span(first: 0, length: lengths[$0]) }
+                let queries = tokens.flatMap { q[($0 * row)..<(($0 + 1) * row)] }
+                job(queries: queries, queryStride: row, spans: &spans, tokens: tokens.count, output: &out,
+                    outputStride: row, partials: &partials)
+                return out
+            }
+            let batch = run(Array(lengths.indices))
+            for i in lengths.indices {
+                XCTAssertEqual(run([i]), Array(batch[(i * row)..<((i + 1) * row)]),
+                               "threads \(threads): token \(i) (\(lengths[i]) positions) alone vs in a batch of \(lengths.count)")
             }
         }
     }
