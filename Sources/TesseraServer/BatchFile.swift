@@ -99,7 +99,13 @@ public final class BatchRun {
                 nextToWrite += 1
                 showProgress(nextToWrite - done, of: lines.count - done, tokens: summary.generatedTokens, since: start, final: false)
             }
-            if nextToWrite < lines.count && scheduler.hasWork { _ = try scheduler.step() }
+            guard nextToWrite < lines.count else { break }
+            if scheduler.hasWork {
+                _ = try scheduler.step()
+            } else if results[nextToWrite] == nil {
+                // Nothing runs and the next result is missing: a request ended without a finish. Fail, never spin.
+                throw APIError(status: 500, message: "\(input) line \(lines[nextToWrite].number): the scheduler ended the request without a result")
+            }
         }
         showProgress(nextToWrite - done, of: lines.count - done, tokens: summary.generatedTokens, since: start, final: true)
         summary.seconds = Date().timeIntervalSince(start)
