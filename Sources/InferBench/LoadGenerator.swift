@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TesseraFormats
 
 /// An OpenAI-compatible server's address, from a URL such as `http://127.0.0.1:8080`.
 struct Endpoint: Sendable, CustomStringConvertible {
@@ -170,20 +171,20 @@ struct StreamChunk {
     var error: String?
 
     init(_ payload: [UInt8]) throws {
-        guard let object = try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any] else {
+        guard let object = (try? payload.withUnsafeBytes { try JSONValue.parse($0, path: "stream chunk") })?.object else {
             throw LoadError("a stream chunk is not a JSON object: \(String(decoding: payload.prefix(200), as: UTF8.self))")
         }
         if let error = object["error"] {
-            self.error = ((error as? [String: Any])?["message"] as? String) ?? "\(error)"
+            self.error = error["message"]?.string ?? "\(error)"
         }
-        if let choice = (object["choices"] as? [[String: Any]])?.first {
-            let text = (choice["text"] as? String) ?? ((choice["delta"] as? [String: Any])?["content"] as? String) ?? ""
+        if let choice = object["choices"]?.array?.first {
+            let text = choice["text"]?.string ?? choice["delta"]?["content"]?.string ?? ""
             hasText = !text.isEmpty
-            finishReason = choice["finish_reason"] as? String
+            finishReason = choice["finish_reason"]?.string
         }
-        if let usage = object["usage"] as? [String: Any] {
-            let cached = ((usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int) ?? 0
-            self.usage = ((usage["prompt_tokens"] as? Int) ?? 0, (usage["completion_tokens"] as? Int) ?? 0, cached)
+        if let usage = object["usage"], usage.object != nil {
+            self.usage = (usage["prompt_tokens"]?.int ?? 0, usage["completion_tokens"]?.int ?? 0,
+                          usage["prompt_tokens_details"]?["cached_tokens"]?.int ?? 0)
         }
     }
 }

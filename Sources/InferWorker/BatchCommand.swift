@@ -25,8 +25,6 @@ struct BatchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "A progress bar on stderr (default: when stderr is a terminal).")
     var progress: Bool?
 
-    static let defaultSequences = 16
-
     func validate() throws {
         guard FileManager.default.isReadableFile(atPath: input) else { throw ValidationError("--input \(input): no such readable file") }
         let folder = URL(fileURLWithPath: output).deletingLastPathComponent().path
@@ -42,7 +40,7 @@ struct BatchCommand: ParsableCommand {
     func batch(runtime: MPIRuntime, modelPath: String) throws -> Int32 {
         let loadStart = Date()
         let topology = try topologyOptions.load()
-        let slots = scheduling.maxSequences ?? Self.defaultSequences
+        let slots = scheduling.maxSequences ?? ServeCommand.defaultSequences
         let (deployment, source, load) = try loadDeployment(
             runtime: runtime, modelPath: modelPath, topology: topology, model: modelOptions, scheduling: scheduling,
             slots: slots, fault: nil)
