@@ -9,13 +9,15 @@ struct ParallelBench: ParsableCommand {
         commandName: "parallel", abstract: "Decode/prompt speed, per-rank memory and communication share per topology.")
 
     @Option(help: "Model file or folder (default: the default model).") var model: String?
-    @Option(help: "Comma-separated topology names from topologies/ (tp1 = one rank); NAMExK runs it with K threads per rank.")
+    @Option(help: "Comma-separated topology names from topologies/ (tp1 = one rank); NAMExK runs it with K threads per rank; NAME@LABEL is another entry of the same topology (for --extra).")
     var topologies = "tp1x2,tp2,pp2"
     @Option(help: "Extra infer-worker arguments per entry, as NAME=ARGS;... (e.g. 'tp2=--tp-reduction mpi').")
     var extra: String = ""
     @Flag(help: "Exact float32 products (infer-worker --exact-f32) in every run instead of the default fast kernels.") var exactF32 = false
     @Option(help: "Approximate prompt length in tokens.") var promptTokens = 64
-    @Option(help: "Tokens to generate per run.") var genTokens = 32
+    @Option(help: "Tokens to generate per run (per sequence).") var genTokens = 32
+    @Option(help: "Sequences decoded at once: this many prompts in one run (--prompts-file), each a variant of the prompt.")
+    var sequences = 1
     @Option(help: "Runs per topology (median reported).") var runs = 3
     @Option(help: "CSV output file.") var csv = "parallel.csv"
 
@@ -32,13 +34,25 @@ struct ParallelBench: ParsableCommand {
         let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "children", "watch"]
         let prompt = (0..<max(1, promptTokens * 3 / 4)).map { words[$0 % words.count] }.joined(separator: " ")
         var samples: [String: [Sample]] = [:]
-        print("infer-bench parallel: model \(model ?? "default"), \(exactF32 ? "exact" : "fast") products, ~\(promptTokens)-token prompt, \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
+        guard sequences > 0 else { throw ValidationError("--sequences must be positive, got \(sequences)") }
+        let promptsFile = FileManager.default.temporaryDirectory
+            .appendingPathComponent("infer-bench-parallel-\(ProcessInfo.processInfo.processIdentifier).txt")
+        defer { try? FileManager.default.removeItem(at: promptsFile) }
+        let promptArgs: [String]
+        if sequences == 1 {
+            promptArgs = ["--prompt", prompt]
+        } else {
+            let variants = (0..<sequences).map { "\(words[$0 % words.count]) \($0): \(prompt)" }
+            try (variants.joined(separator: "\n") + "\n").write(to: promptsFile, atomically: true, encoding: .utf8)
+            promptArgs = ["--prompts-file", promptsFile.path]
+        }
+        print("infer-bench parallel: model \(model ?? "default"), \(exactF32 ? "exact" : "fast") products, ~\(promptTokens)-token prompt, \(sequences) sequence\(sequences == 1 ? "" : "s") of \(genTokens) generated tokens, median of \(runs) runs, topologies alternating")
         for r in 0..<runs {
             for name in (r % 2 == 0 ? names : names.reversed()) {
                 let (file, threads) = Self.entry(name)
                 let topology = root.appendingPathComponent("topologies/\(file).yaml").path
                 guard FileManager.default.fileExists(atPath: topology) else { throw ValidationError("no topology \(topology)") }
-                var args = ["--topology", topology, "generate", "--prompt", prompt, "--max-tokens", "\(genTokens)",
+                var args = ["--topology", topology, "generate"] + promptArgs + ["--max-tokens", "\(genTokens)",
                             "--temperature", "0", "--ignore-eos", "--format", "jsonl", "--threads", "\(threads)"]
                     + (extras[name] ?? [])
                 if let model { args += ["--model", model] }
@@ -64,8 +78,9 @@ struct ParallelBench: ParsableCommand {
         print("CSV: \(csv)")
     }
 
-    /// `tp2` -> (tp2, 1 thread); `tp1x2` -> (tp1, 2 threads).
-    static func entry(_ name: String) -> (topology: String, threads: Int) {
+    /// `tp2` -> (tp2, 1 thread); `tp1x2` -> (tp1, 2 threads); `pp2@serial` -> (pp2, 1 thread).
+    static func entry(_ entry: String) -> (topology: String, threads: Int) {
+        let name = entry.split(separator: "@", maxSplits: 1).first.map(String.init) ?? entry
         if let x = name.lastIndex(of: "x"), let k = Int(name[name.index(after: x)...]), k > 0 {
             return (String(name[..<x]), k)
         }

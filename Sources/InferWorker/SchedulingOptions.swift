@@ -13,14 +13,18 @@ struct SchedulingOptions: ParsableArguments {
     var kvCacheMemory: Int?
     @Flag(inversion: .prefixedNo, help: "Share full KV blocks between requests with the same prefix (a system prompt, earlier chat turns). Default: on in serve and batch, off in generate.")
     var prefixCache: Bool?
+    @Option(help: "Most steps in flight at once under pipeline parallelism: the first stage starts the next step while later stages finish earlier ones, each step with its own share of the running sequences. Default: one per stage; 1 samples each step before the next starts.")
+    var stepsInFlight: Int?
 
     func scheduler(prefixCacheByDefault: Bool = false) -> SchedulerOptions {
-        SchedulerOptions(maxBatchTokens: maxBatchTokens, maxSequences: maxSequences, prefixCache: prefixCache ?? prefixCacheByDefault)
+        SchedulerOptions(maxBatchTokens: maxBatchTokens, maxSequences: maxSequences, prefixCache: prefixCache ?? prefixCacheByDefault,
+                         stepsInFlight: stepsInFlight)
     }
 
     func validate() throws {
         guard maxBatchTokens > 0 else { throw ValidationError("--max-batch-tokens must be positive, got \(maxBatchTokens)") }
         if let m = maxSequences, m <= 0 { throw ValidationError("--max-sequences must be positive, got \(m)") }
+        if let d = stepsInFlight, d <= 0 { throw ValidationError("--steps-in-flight must be positive, got \(d)") }
         guard kvBlockSize > 0 else { throw ValidationError("--kv-block-size must be positive, got \(kvBlockSize)") }
     }
 }

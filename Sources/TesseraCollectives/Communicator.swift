@@ -226,6 +226,18 @@ public struct Communicator: @unchecked Sendable {
         return Request(request, operation: "irecv from \(peer) on \(name)", communicator: self)
     }
 
+    /// Starts a broadcast of `root`'s buffer (every rank of the communicator starts the same broadcasts in the same
+    /// order; a blocking `broadcast` does not match it). `buffer` must stay alive until the request completes.
+    public func ibroadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws -> Request {
+        try validatePeer(root, "ibroadcast")
+        let count = try mpiCount(buffer.count, "ibroadcast")
+        var request: MPI_Request? = nil
+        try check(MPI_Ibcast(buffer.baseAddress, count, T.mpiDatatype, Int32(root), comm, &request),
+                  "ibroadcast on \(name)", rank: rank)
+        stats.record(.nonBlocking, bytes: buffer.count * MemoryLayout<T>.stride, since: CommunicatorStats.ticks())
+        return Request(request, operation: "ibroadcast from \(root) on \(name)", communicator: self)
+    }
+
     /// Starts an in-place all-reduce; `buffer` must stay alive and untouched until the request completes.
     public func iallReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws -> Request {
         let count = try mpiCount(buffer.count, "iallreduce")

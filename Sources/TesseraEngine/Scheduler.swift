@@ -13,9 +13,13 @@ public struct SchedulerOptions: Sendable {
     public var maxSequences: Int?
     /// Share full KV blocks between requests with the same prefix.
     public var prefixCache: Bool
+    /// Most steps in flight at once (nil: the executor's pipeline depth, one per pipeline stage; 1: each step's
+    /// tokens are sampled before the next starts).
+    public var stepsInFlight: Int?
 
-    public init(maxBatchTokens: Int = 512, maxSequences: Int? = nil, prefixCache: Bool = false) {
+    public init(maxBatchTokens: Int = 512, maxSequences: Int? = nil, prefixCache: Bool = false, stepsInFlight: Int? = nil) {
         self.maxBatchTokens = maxBatchTokens; self.maxSequences = maxSequences; self.prefixCache = prefixCache
+        self.stepsInFlight = stepsInFlight
     }
 }
 
@@ -47,8 +51,12 @@ final class ScheduledRequest {
     /// Leading blocks keyed in the prefix cache, and the hash of the last of them.
     var keyedBlocks = 0
     var chainHash = BlockManager.rootHash
-    /// Tokens scheduled in the current step.
+    /// Tokens scheduled in the step it is in.
     var chunk = 0
+    /// In a step that has started and not finished (pipelined steps): not scheduled again, not preempted.
+    var inFlight = false
+    /// Cancelled while in flight: it ends when its step finishes.
+    var cancelRequested = false
     var prefilled = false
     /// Whether its first prefix lookup was counted.
     var looked = false
@@ -73,7 +81,8 @@ final class ScheduledRequest {
 /// chunk), then admits waiting requests FCFS while slots, budget and blocks last. When blocks run out the youngest
 /// running request is preempted: its blocks are freed and it is recomputed later, producing the same tokens.
 /// Tokens of a request never depend on what else is in the batch: each samples from its own logits row with its
-/// own sampler and seed.
+/// own sampler and seed. Over a pipeline several steps are in flight at once, each with its own sequences (the
+/// running ones shared out evenly), and a step's tokens are sampled when its logits come back.
 public final class Scheduler {
     public let executor: any StepExecutor
     public let tokenizer: Tokenizer
@@ -95,16 +104,20 @@ public final class Scheduler {
     private var waiting: [ScheduledRequest] = []
     private var running: [ScheduledRequest] = []
     private var scheduled: [ScheduledRequest] = []
+    /// The requests of each started, unfinished step, oldest first (pipelined steps only).
+    private var flights: [[ScheduledRequest]] = []
     private var freeSlots: [Int]
     private var batch = Batch()
     private var updates = BlockTableUpdates()
-    private var logits: [Float]
+    private let logits: UnsafeMutableBufferPointer<Float>
     /// The raw logits row of a request that wants log-probabilities (the sampler edits the row in place).
     private var rawRow: [Float] = []
     private var arrivals = 0
     private var decodeSteps = 0
     private let maxSequences: Int
     private let blocksPerSequence: Int
+    /// Steps in flight at once (1: none overlap).
+    public let depth: Int
 
     public init(executor: any StepExecutor, tokenizer: Tokenizer, options: SchedulerOptions = SchedulerOptions()) throws {
         guard options.maxBatchTokens > 0 else {
@@ -112,6 +125,9 @@ public final class Scheduler {
         }
         if let m = options.maxSequences, m <= 0 {
             throw GenerationError(description: "--max-sequences must be positive, got \(m)")
+        }
+        if let d = options.stepsInFlight, d <= 0 {
+            throw GenerationError(description: "--steps-in-flight must be positive, got \(d)")
         }
         self.executor = executor; self.tokenizer = tokenizer; self.options = options
         let paging = executor.paging
@@ -122,12 +138,15 @@ public final class Scheduler {
         maxSequences = min(options.maxSequences ?? executor.sequenceSlots, executor.sequenceSlots)
         blocksPerSequence = paging.blocks(for: executor.contextLength)
         freeSlots = Array((0..<maxSequences).reversed())
-        logits = [Float](repeating: 0, count: maxSequences * executor.vocabularySize)
+        depth = min(options.stepsInFlight ?? executor.pipelineDepth, max(1, executor.pipelineDepth))
+        logits = .allocate(capacity: depth == 1 ? maxSequences * executor.vocabularySize : 0)
         waiting.reserveCapacity(64); running.reserveCapacity(maxSequences); scheduled.reserveCapacity(maxSequences)
         updates.reserve(slots: maxSequences, blocks: maxSequences * blocksPerSequence)
         batch.tokens.reserveCapacity(options.maxBatchTokens); batch.positions.reserveCapacity(options.maxBatchTokens)
         batch.sequences.reserveCapacity(options.maxBatchTokens); batch.wantsLogits.reserveCapacity(options.maxBatchTokens)
     }
+
+    deinit { logits.deallocate() }
 
     public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty }
     public var waitingCount: Int { waiting.count }
@@ -155,6 +174,10 @@ public final class Scheduler {
             return true
         }
         if let i = running.firstIndex(where: { $0.id == id }) {
+            guard !running[i].inFlight else {      // its step still writes its blocks: it ends when the step does
+                running[i].cancelRequested = true
+                return true
+            }
             let r = running.remove(at: i)
             evict(r)
             end(r, reason: .cancelled)
@@ -180,16 +203,50 @@ public final class Scheduler {
     }
 
     /// Builds and runs one step, then samples for every sequence that reached its end. Returns false when there
-    /// was nothing to run.
+    /// was nothing to run. With several steps in flight, a call starts a step if there is one to start and the
+    /// pipeline has room, and otherwise finishes the oldest (sampling its tokens).
     @discardableResult
     public func step() throws -> Bool {
+        guard depth > 1 else {
+            guard try build(limit: .max) else { return false }
+            try executor.execute(batch, updates: updates, logits: logits)
+            counters.steps += 1
+            finish(scheduled, logits: logits)
+            return true
+        }
+        if flights.count < depth {
+            // share the sequences that could run out evenly between this step and the ones that can still start
+            var ready = min(waiting.count, freeSlots.count, maxSequences - running.count)
+            for r in running where !r.inFlight { ready += 1 }
+            let limit = max(1, (ready + depth - flights.count - 1) / (depth - flights.count))
+            if try build(limit: limit) {
+                for r in scheduled { r.inFlight = true }
+                let alone = flights.isEmpty && running.allSatisfy(\.inFlight) && (waiting.isEmpty || freeSlots.isEmpty)
+                try executor.start(batch, updates: updates, alone: alone)
+                counters.steps += 1
+                flights.append(scheduled)
+                if flights.count < depth { return true }
+            }
+        }
+        guard !flights.isEmpty else { return false }
+        let done = flights.removeFirst()
+        let rows = try executor.finishOldest()
+        for r in done { r.inFlight = false }
+        finish(done, logits: rows)
+        return true
+    }
+
+    /// Builds the next step from at most `limit` sequences: running ones not in flight first (their next token or
+    /// prompt chunk), then waiting ones FCFS while slots, budget and blocks last. False if it is empty.
+    private func build(limit: Int) throws -> Bool {
         batch.removeAll(); updates.removeAll(); scheduled.removeAll(keepingCapacity: true)
         var budget = options.maxBatchTokens
         var decodesLeft = 0
-        for r in running where r.pending == 1 { decodesLeft += 1 }
+        for r in running where r.pending == 1 && !r.inFlight { decodesLeft += 1 }
         var i = 0
-        while i < running.count {
+        while i < running.count && scheduled.count < limit {
             let r = running[i]
+            if r.inFlight { i += 1; continue }
             let isDecode = r.pending == 1
             if isDecode { decodesLeft -= 1 }
             let chunk = isDecode ? min(1, budget) : min(r.pending, budget - decodesLeft)
@@ -199,7 +256,8 @@ public final class Scheduler {
             budget -= chunk
             i += 1
         }
-        while budget > 0, let w = waiting.first, running.count < maxSequences, let slot = freeSlots.last {
+        while budget > 0, scheduled.count < limit, let w = waiting.first, running.count < maxSequences,
+              let slot = freeSlots.last {
             guard blocks.paging.blocks(for: w.sequence.history.count) <= blocks.paging.blockCount else {
                 waiting.removeFirst()   // preempted once its history filled the whole pool: it can never resume
                 end(w, reason: .contextFull)
@@ -224,15 +282,28 @@ public final class Scheduler {
             budget -= chunk
         }
         guard !batch.tokens.isEmpty else {
-            if hasWork { throw GenerationError(description: "the scheduler has \(waiting.count) waiting requests but cannot start any (KV cache of \(blocks.paging.blockCount) blocks)") }
+            if hasWork && flights.isEmpty {
+                throw GenerationError(description: "the scheduler has \(waiting.count) waiting requests but cannot start any (KV cache of \(blocks.paging.blockCount) blocks)")
+            }
             return false
         }
         let onlyDecodes = scheduled.allSatisfy { $0.prefilled && $0.chunk == 1 }
         if onlyDecodes { onDecodeStep?(decodeSteps); decodeSteps += 1 }
-        try logits.withUnsafeMutableBufferPointer { try executor.execute(batch, updates: updates, logits: $0) }
-        counters.steps += 1
-        finishStep()
+        if blocks.prefixCaching { for r in scheduled { keyFullBlocks(r) } }
         return true
+    }
+
+    /// Keys the blocks the step fills for `r` in the prefix cache as the step starts: requests in later steps may
+    /// share them at once, since every rank runs steps in order (a block is written before any later step reads
+    /// it), even while this step is still in flight. None of this step's own sequences looks them up.
+    private func keyFullBlocks(_ r: ScheduledRequest) {
+        let size = blocks.paging.blockSize
+        while r.keyedBlocks < (r.computed + r.chunk) / size {
+            let start = r.keyedBlocks * size
+            r.chainHash = blocks.key(r.table[r.keyedBlocks], parent: r.chainHash,
+                                     tokens: r.sequence.history[start ..< start + size])
+            r.keyedBlocks += 1
+        }
     }
 
     /// Blocks `r` still needs to cover `positions` positions.
@@ -250,7 +321,9 @@ public final class Scheduler {
                 end(r, reason: .contextFull)
                 return false
             }
-            let victim = running.removeLast()
+            // the youngest not in a step in flight (r at least): a step in flight still writes its blocks
+            guard let v = running.lastIndex(where: { !$0.inFlight }) else { return false }
+            let victim = running.remove(at: v)
             preempt(victim)
             if victim === r { return false }
         }
@@ -313,22 +386,22 @@ public final class Scheduler {
         scheduled.append(r)
     }
 
-    /// After the step ran: records stored positions, keys full blocks, samples where a sequence reached its end.
-    private func finishStep() {
-        let vocab = executor.vocabularySize, context = executor.contextLength, size = blocks.paging.blockSize
+    /// After a step ran: records stored positions, keys full blocks, samples where a sequence reached its end
+    /// (logits rows in the order of `done`), ends requests cancelled while the step was in flight.
+    private func finish(_ done: [ScheduledRequest], logits: UnsafeMutableBufferPointer<Float>) {
+        let vocab = executor.vocabularySize, context = executor.contextLength
         var row = 0
-        for r in scheduled {
+        for r in done {
             r.computed += r.chunk
-            if blocks.prefixCaching {
-                while r.keyedBlocks < r.computed / size {
-                    let start = r.keyedBlocks * size
-                    r.chainHash = blocks.key(r.table[r.keyedBlocks], parent: r.chainHash,
-                                             tokens: r.sequence.history[start ..< start + size])
-                    r.keyedBlocks += 1
-                }
+            guard r.computed == r.sequence.history.count else {
+                if r.cancelRequested { endCancelled(r) }
+                continue
             }
-            guard r.computed == r.sequence.history.count else { continue }
             defer { row += 1 }
+            if r.cancelRequested {
+                endCancelled(r)
+                continue
+            }
             if !r.prefilled {
                 r.prefilled = true
                 counters.prefilled += 1
@@ -342,10 +415,8 @@ public final class Scheduler {
                     rawRow.append(contentsOf: logits[row * vocab ..< (row + 1) * vocab])
                     summary = rawRow.withUnsafeBufferPointer { LogprobSummary($0, top: top) }
                 }
-                let token = logits.withUnsafeMutableBufferPointer {
-                    r.sequence.sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: $0[row * vocab ..< (row + 1) * vocab]),
-                                              history: r.sequence.history)
-                }
+                let token = r.sequence.sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: logits[row * vocab ..< (row + 1) * vocab]),
+                                                      history: r.sequence.history)
                 if r.firstToken == nil { r.firstToken = Date() }
                 counters.generatedTokens += 1
                 let count = r.sequence.generated.count
@@ -363,6 +434,14 @@ public final class Scheduler {
                 end(r, reason: nil)
             }
         }
+    }
+
+    /// Ends running request `r`, cancelled while its step was in flight.
+    private func endCancelled(_ r: ScheduledRequest) {
+        guard let i = running.firstIndex(where: { $0 === r }) else { return }
+        running.remove(at: i)
+        evict(r)
+        end(r, reason: .cancelled)
     }
 
     /// Fills in and hands over `r`'s output.

@@ -15,10 +15,30 @@ public protocol StepExecutor: AnyObject {
     /// Applies the block-table changes, runs one step and writes `[batch.logitCount × vocabularySize]` logits, in
     /// batch order.
     func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws
+
+    /// Steps that can be in flight at once: 1, unless the executor can start a step while earlier ones are still
+    /// on later ranks (pipeline parallelism: one per stage keeps every stage busy).
+    var pipelineDepth: Int { get }
+    /// Applies the block-table changes and starts a step without waiting for its logits (at most `pipelineDepth`
+    /// steps started and not yet finished). Steps run in the order they start, on every rank. `alone`: no other
+    /// step will be in flight with it (the executor may then cut it so its own stages overlap).
+    func start(_ batch: Batch, updates: BlockTableUpdates, alone: Bool) throws
+    /// Waits for the oldest started step and returns its `[batch.logitCount × vocabularySize]` logits, valid until
+    /// the next `start`.
+    func finishOldest() throws -> UnsafeMutableBufferPointer<Float>
 }
 
 extension StepExecutor {
     public var supportsPrefixCache: Bool { true }
+    public var pipelineDepth: Int { 1 }
+
+    public func start(_ batch: Batch, updates: BlockTableUpdates, alone: Bool) throws {
+        throw GenerationError(description: "\(type(of: self)) runs one step at a time (call execute)")
+    }
+
+    public func finishOldest() throws -> UnsafeMutableBufferPointer<Float> {
+        throw GenerationError(description: "\(type(of: self)) has no step in flight")
+    }
 
     /// Runs a step for one sequence in slot `slot` from position 0, on blocks `0 ..<` as many as it needs (the
     /// caller owns the whole pool: perplexity and checks, not the scheduler).

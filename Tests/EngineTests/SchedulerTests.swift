@@ -54,8 +54,9 @@ final class SchedulerTests: XCTestCase {
 
     /// The requests submitted at random steps (seeded) into one scheduler; returns every output by request index.
     func continuous(_ f: Fixture, _ requests: [GenerationRequest], options: SchedulerOptions, paging: KVPaging? = nil,
-                    cancel: Int? = nil, seed: UInt64) throws -> ([GenerationOutput?], Scheduler) {
-        let executor = try LocalExecutor(model: f.model, sequenceSlots: 4, contextLength: 256, paging: paging)
+                    cancel: Int? = nil, depth: Int, seed: UInt64) throws -> ([GenerationOutput?], Scheduler) {
+        let local = try LocalExecutor(model: f.model, sequenceSlots: 4, contextLength: 256, paging: paging)
+        let executor: any StepExecutor = depth == 1 ? local : DeferringExecutor(local, depth: depth)
         let scheduler = try Scheduler(executor: executor, tokenizer: f.tokenizer, options: options)
         var outputs = [GenerationOutput?](repeating: nil, count: requests.count)
         scheduler.onFinish = { outputs[$0] = $1 }
@@ -74,10 +75,14 @@ final class SchedulerTests: XCTestCase {
             if steps >= 2000 { break }
         }
         XCTAssertEqual(scheduler.blocks.held, 0, "every block given back")
+        XCTAssertEqual(scheduler.depth, depth)
+        if let deferring = executor as? DeferringExecutor {
+            XCTAssertEqual(deferring.mostInFlight, depth, "the scheduler kept \(depth) steps in flight at times")
+        }
         return (outputs, scheduler)
     }
 
-    func check(_ compute: ComputeOptions, name: String) throws {
+    func check(_ compute: ComputeOptions, name: String, depth: Int = 1) throws {
         let f = try fixture(compute)
         let requests = requests(f.tokenizer)
         var alone: [Int: [[Int]]] = [16: try self.alone(f, requests, blockSize: 16)]
@@ -91,7 +96,8 @@ final class SchedulerTests: XCTestCase {
              KVPaging(blockSize: 16, blockCount: 7)),
         ]
         for (i, (what, options, paging)) in configurations.enumerated() {
-            let (outputs, scheduler) = try continuous(f, requests, options: options, paging: paging, seed: UInt64(i + 1))
+            let (outputs, scheduler) = try continuous(f, requests, options: options, paging: paging, depth: depth,
+                                                      seed: UInt64(i + 1))
             let size = paging?.blockSize ?? 16
             if alone[size] == nil { alone[size] = try self.alone(f, requests, blockSize: size) }
             for (r, output) in outputs.enumerated() {
@@ -108,7 +114,7 @@ final class SchedulerTests: XCTestCase {
         }
         // A request cancelled mid-flight ends as cancelled; the others are untouched.
         let (outputs, _) = try continuous(f, requests, options: SchedulerOptions(maxBatchTokens: 32, maxSequences: 3),
-                                          cancel: 0, seed: 9)
+                                          cancel: 0, depth: depth, seed: 9)
         XCTAssertEqual(outputs[0]?.stopReason, .cancelled, name)
         for r in 1..<requests.count { XCTAssertEqual(outputs[r]?.tokens, expected[r], "\(name), after a cancel: request \(r)") }
     }
@@ -123,6 +129,13 @@ final class SchedulerTests: XCTestCase {
     /// whatever shares its step.
     func testFastArithmeticOnTwoThreads() throws {
         try check(ComputeOptions(mode: .fast, pool: ThreadPool(threads: 2)), name: "fast, 2 threads")
+    }
+
+    /// Steps in flight (as under pipeline parallelism): the scheduler builds up to three steps before the first
+    /// one's logits come back, each from other sequences, and keys blocks as their steps start — the same tokens,
+    /// with preemptions, prefix sharing and a cancel that may land while the request's step is in flight.
+    func testStepsInFlight() throws {
+        try check(ComputeOptions(mode: .fast), name: "fast, 3 steps in flight", depth: 3)
     }
 
     /// Bad requests are refused at submission, naming the request.
@@ -198,5 +211,46 @@ final class BlockManagerTests: XCTestCase {
         XCTAssertNil(m.share(parent: BlockManager.rootHash, tokens: [1, 2]), "evicted")
         XCTAssertEqual(m.share(parent: ha, tokens: [3, 4])?.block, b, "still cached")
         XCTAssertNil(m.take())
+    }
+}
+
+/// Runs each step only when its logits are asked for, up to `depth` steps later, in the order they started: what
+/// a pipeline of `depth` stages looks like to the scheduler (every rank runs steps in order), on one process.
+final class DeferringExecutor: StepExecutor {
+    let local: LocalExecutor
+    let pipelineDepth: Int
+    private var started: [(Batch, BlockTableUpdates)] = []
+    private var logits = UnsafeMutableBufferPointer<Float>.allocate(capacity: 0)
+    private(set) var mostInFlight = 0
+
+    init(_ local: LocalExecutor, depth: Int) { self.local = local; pipelineDepth = depth }
+    deinit { logits.deallocate() }
+
+    var vocabularySize: Int { local.vocabularySize }
+    var contextLength: Int { local.contextLength }
+    var sequenceSlots: Int { local.sequenceSlots }
+    var paging: KVPaging { local.paging }
+
+    func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws {
+        XCTAssertTrue(started.isEmpty, "execute while steps are in flight")
+        try local.execute(batch, updates: updates, logits: logits)
+    }
+
+    func start(_ batch: Batch, updates: BlockTableUpdates, alone: Bool) throws {
+        XCTAssertLessThan(started.count, pipelineDepth, "more steps started than the pipeline holds")
+        started.append((batch, updates))
+        mostInFlight = max(mostInFlight, started.count)
+        let slots = started.map { Set($0.0.sequences) }
+        for (i, a) in slots.enumerated() {
+            for b in slots[(i + 1)...] { XCTAssertTrue(a.isDisjoint(with: b), "a sequence in two steps in flight") }
+        }
+    }
+
+    func finishOldest() throws -> UnsafeMutableBufferPointer<Float> {
+        let (batch, updates) = started.removeFirst()
+        logits.deallocate()
+        logits = .allocate(capacity: batch.logitCount * vocabularySize)
+        try local.execute(batch, updates: updates, logits: logits)
+        return logits
     }
 }

@@ -68,10 +68,12 @@ public func runProcess(_ executable: URL, _ arguments: [String], environment: [S
                          stderr: String(decoding: errData.data, as: UTF8.self), seconds: seconds, timedOut: timedOut)
 }
 
-/// Runs `infer-worker SUBCOMMAND ARGS` as an MPI job through launch/tessera (which adds what mpirun needs here).
-public func launch(ranks: Int? = nil, topology: String? = nil, _ subcommand: String, _ arguments: [String] = [],
-                   timeout: Double = 600) throws -> ProcessResult {
-    var args: [String] = []
+/// Runs `infer-worker SUBCOMMAND ARGS` as an MPI job through launch/tessera (which adds what mpirun needs here):
+/// `launch/tessera [--cluster] [--topology FILE] [--ranks N] SUBCOMMAND ARGS` (`cluster`: on the emulated
+/// cluster of launch/cluster).
+public func launch(ranks: Int? = nil, topology: String? = nil, cluster: Bool = false, _ subcommand: String,
+                   _ arguments: [String] = [], timeout: Double = 600) throws -> ProcessResult {
+    var args: [String] = cluster ? ["--cluster"] : []
     if let topology { args += ["--topology", Repo.root.appendingPathComponent(topology).path] }
     if let ranks { args += ["--ranks", String(ranks)] }
     return try runProcess(Repo.root.appendingPathComponent("launch/tessera"), args + [subcommand] + arguments,

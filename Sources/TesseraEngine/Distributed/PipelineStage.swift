@@ -38,10 +38,10 @@ public final class PipelineStage {
 
     deinit { for b in buffers { b.deallocate() } }
 
-    /// Cuts a step into micro-batches of at most the model's chunk size, about one per stage so all stages can
-    /// work at once. Every rank cuts the same step the same way.
-    public func microBatches(_ batch: Batch) -> [Batch] {
-        let target = min(model.maxBatchTokens, max(1, (batch.count + stageCount - 1) / stageCount))
+    /// Cuts a step into `count` micro-batches (fewer if it has fewer tokens) of at most the model's chunk size.
+    /// Every rank cuts the same step the same way.
+    public func microBatches(_ batch: Batch, count: Int) -> [Batch] {
+        let target = min(model.maxBatchTokens, max(1, (batch.count + count - 1) / max(1, count)))
         var result: [Batch] = [], current = Batch()
         for i in 0..<batch.count {
             current.append(token: batch.tokens[i], position: batch.positions[i], sequence: batch.sequences[i],
@@ -52,14 +52,15 @@ public final class PipelineStage {
         return result
     }
 
-    /// Applies the step's block-table changes and runs this rank's part of it. On the last stage writes
-    /// `[batch.logitCount × vocab]` logits.
-    public func run(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutablePointer<Float>?) throws {
+    /// Applies the step's block-table changes and runs this rank's part of it in `microBatches` parts. On the last
+    /// stage writes `[batch.logitCount × vocab]` logits.
+    public func run(_ batch: Batch, updates: BlockTableUpdates, microBatches: Int,
+                    logits: UnsafeMutablePointer<Float>?) throws {
         try cache.apply(updates)
         steps += 1
         if steps == 1 { onFirstStep?() }
         if let fault, fault.step == steps { try fault.trigger() }
-        let parts = microBatches(batch)
+        let parts = self.microBatches(batch, count: microBatches)
         let hidden = model.hiddenSize, vocab = model.vocabularySize
         while buffers.count < parts.count {
             buffers.append(.allocate(capacity: model.maxBatchTokens * hidden))
