@@ -55,20 +55,15 @@ public final class DistributedExecutor: StepExecutor {
     public var paging: KVPaging { stage.cache.paging }
     public var pipelineDepth: Int { stage.stageCount }
 
+    /// One step alone: `start` (cut so every stage can work at once), then its logits copied out.
     public func execute(_ batch: Batch, updates: BlockTableUpdates, logits: UnsafeMutableBufferPointer<Float>) throws {
         guard inFlight.isEmpty else { throw ProtocolError("a step was executed while \(inFlight.count) are in flight") }
-        let parts = stage.stageCount   // alone in the pipeline: cut so every stage can work at once
-        let control = try ControlMessage.step(batch, updates, microBatches: parts).post(from: decoder.rank, over: decoder)
-        let count = batch.logitCount * vocabularySize
-        guard logits.count >= count else {
-            throw ProtocolError("logits buffer holds \(logits.count) floats, the step needs \(count)")
+        try start(batch, updates: updates, alone: true)
+        let rows = try finishOldest()
+        guard logits.count >= rows.count else {
+            throw ProtocolError("logits buffer holds \(logits.count) floats, the step needs \(rows.count)")
         }
-        try stage.run(batch, updates: updates, microBatches: parts, logits: stage.isLast ? logits.baseAddress : nil)
-        let sender = groups.topology.logitsRank
-        if sender != groups.world.rank {
-            try decoder.recv(UnsafeMutableBufferPointer(rebasing: logits[0..<count]), from: sender, tag: MessageTag.logits)
-        }
-        try control.wait()
+        _ = logits.update(fromContentsOf: rows)
     }
 
     public func start(_ batch: Batch, updates: BlockTableUpdates, alone: Bool) throws {
