@@ -21,7 +21,7 @@ struct ParallelBench: ParsableCommand {
     @Option(help: "Runs per topology (median reported).") var runs = 3
     @Option(help: "CSV output file.") var csv = "parallel.csv"
 
-    struct Sample { var prompt = 0.0, decode = 0.0, maxResidentMiB = 0.0, commShare = 0.0 }
+    struct Sample { var prompt = 0.0, decode = 0.0, maxResidentMiB = 0.0, commShare = 0.0, activationKiBPerToken = 0.0 }
 
     func run() throws {
         let root = try repositoryRoot()
@@ -62,17 +62,18 @@ struct ParallelBench: ParsableCommand {
                 samples[name, default: []].append(parse(stderr))
             }
         }
-        var rows = ["topology,decode_tokens_per_s,prompt_tokens_per_s,max_rank_weights_MiB,comm_share_percent"]
+        var rows = ["topology,decode_tokens_per_s,prompt_tokens_per_s,max_rank_weights_MiB,comm_share_percent,max_rank_activation_KiB_per_token"]
         let baseline = samples[names[0]].map { median($0.map(\.decode)) } ?? 0
-        print("topology        decode tok/s   prompt tok/s   max rank weights MiB   comm share   decode vs \(names[0])")
-        print("(one rank has no per-rank table: its column is the process's peak resident memory; comm share is the mean over decoder ranks)")
+        print("topology        decode tok/s   prompt tok/s   max rank weights MiB   comm share   decode vs \(names[0])   activations KiB/token")
+        print("(one rank has no per-rank table: its column is the process's peak resident memory; comm share is the mean over decoder ranks; activations: the most any rank moves through its tp and pp groups per token)")
         for name in names {
             let s = samples[name] ?? []
             let decode = median(s.map(\.decode)), promptSpeed = median(s.map(\.prompt))
             let memory = median(s.map(\.maxResidentMiB)), comm = median(s.map(\.commShare))
-            print(String(format: "%-15@ %12.2f %14.2f %22.2f %11.1f%% %16.3f", name as NSString, decode, promptSpeed, memory,
-                         comm, baseline > 0 ? decode / baseline : 0))
-            rows.append(String(format: "%@,%.3f,%.3f,%.2f,%.2f", name as NSString, decode, promptSpeed, memory, comm))
+            let moved = median(s.map(\.activationKiBPerToken))
+            print(String(format: "%-15@ %12.2f %14.2f %22.2f %11.1f%% %16.3f %23.2f", name as NSString, decode, promptSpeed, memory,
+                         comm, baseline > 0 ? decode / baseline : 0, moved))
+            rows.append(String(format: "%@,%.3f,%.3f,%.2f,%.2f,%.3f", name as NSString, decode, promptSpeed, memory, comm, moved))
         }
         try (rows.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
         print("CSV: \(csv)")
@@ -102,6 +103,7 @@ struct ParallelBench: ParsableCommand {
                    let resident = Double(tokens[slash - 1]), let share = Double(tokens[slash + 3].dropLast()) {
                     sample.maxResidentMiB = max(sample.maxResidentMiB, resident)
                     shares.append(share)
+                    sample.activationKiBPerToken = max(sample.activationKiBPerToken, Double(tokens.last ?? "") ?? 0)
                 }
             }
         }

@@ -42,8 +42,8 @@ struct BatchCommand: ParsableCommand {
         let topology = try topologyOptions.load()
         let slots = scheduling.maxSequences ?? ServeCommand.defaultSequences
         let (deployment, source, load) = try loadDeployment(
-            runtime: runtime, modelPath: modelPath, topology: topology, model: modelOptions, scheduling: scheduling,
-            slots: slots, fault: nil)
+            world: try topologyOptions.world(runtime), modelPath: modelPath, topology: topology, model: modelOptions, scheduling: scheduling,
+            slots: slots, wire: try topologyOptions.wireFormat(), fault: nil)
         guard case .coordinator(let executor) = deployment.part else {
             try deployment.serve()
             return 0

@@ -107,7 +107,7 @@ struct GenerateCommand: ParsableCommand {
     var noKvCache = false
     @Option(help: "Write each prompt's last-position logits (float32, little-endian, prompt order) to this file.")
     var promptLogits: String?
-    @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill] (fault drills).", visibility: .hidden))
+    @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill|stop] (fault drills).", visibility: .hidden))
     var fault: String?
 
     @Option(help: "How tensor-parallel partial sums are added: rank-order (the same bits on every rank and every MPI) or mpi (MPI_Allreduce, less traffic).")
@@ -118,7 +118,7 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         guard (prompt == nil) != (promptsFile == nil) else { throw ValidationError("give exactly one of --prompt or --prompts-file") }
-        if let fault, InjectedFault(fault) == nil { throw ValidationError("--fault wants RANK:STEP[:throw|kill], got '\(fault)'") }
+        if let fault, InjectedFault(fault) == nil { throw ValidationError("--fault wants RANK:STEP[:throw|kill|stop], got '\(fault)'") }
     }
 
     func run() throws {

@@ -12,8 +12,9 @@ extension GenerateCommand {
     func runGenerate(runtime: MPIRuntime, modelPath: String, prompts: [String]) throws {
         let loadStart = Date()
         let (deployment, source, load) = try loadDeployment(
-            runtime: runtime, modelPath: modelPath, topology: try topologyOptions.load(), model: modelOptions, scheduling: scheduling,
+            world: try topologyOptions.world(runtime), modelPath: modelPath, topology: try topologyOptions.load(), model: modelOptions, scheduling: scheduling,
             slots: scheduling.maxSequences ?? prompts.count, reduction: tpReduction == .mpi ? .mpi : .rankOrder,
+            wire: try topologyOptions.wireFormat(),
             recompute: noKvCache, fault: fault)
         guard case .coordinator(let executor) = deployment.part else {
             try deployment.serve()
@@ -83,14 +84,14 @@ extension GenerateCommand {
 }
 
 /// Builds this rank's deployment from the command line (collective over the world).
-func loadDeployment(runtime: MPIRuntime, modelPath: String, topology: Topology, model: ModelOptions,
-                    scheduling: SchedulingOptions, slots: Int, reduction: CommunicatorGroup.Reduction = .rankOrder,
+func loadDeployment(world: Communicator, modelPath: String, topology: Topology, model: ModelOptions,
+                    scheduling: SchedulingOptions, slots: Int, reduction: CommunicatorGroup.Reduction = .rankOrder, wire: WireFormat,
                     recompute: Bool = false, fault: String? = nil) throws -> (Deployment, ModelSource, LoadOptions) {
     let source = try ModelSource.open(path: modelPath)
     let load = try model.loadOptions()
     let deployment = try Deployment(
-        topology: topology, world: runtime.world, source: source,
-        options: DeploymentOptions(load: load, sequenceSlots: slots, context: model.context, reduction: reduction,
+        topology: topology, world: world, source: source,
+        options: DeploymentOptions(load: load, sequenceSlots: slots, context: model.context, reduction: reduction, wire: wire,
                                    recompute: recompute, fault: fault.flatMap(InjectedFault.init),
                                    kvBlockSize: scheduling.kvBlockSize, kvCacheMemory: scheduling.kvCacheMemory))
     return (deployment, source, load)

@@ -25,9 +25,10 @@ struct PerplexityCommand: ParsableCommand {
             let source = try ModelSource.open(path: path)
             let tokens = try Tokenizer.load(source).encode(text)
             let deployment = try Deployment(
-                topology: try topologyOptions.load(), world: runtime.world, source: source,
+                topology: try topologyOptions.load(), world: try topologyOptions.world(runtime), source: source,
                 options: DeploymentOptions(load: try modelOptions.loadOptions(), sequenceSlots: 1,
-                                           context: modelOptions.context ?? max(tokens.count, 1)))
+                                           context: modelOptions.context ?? max(tokens.count, 1),
+                                           wire: try topologyOptions.wireFormat()))
             guard case .coordinator(let executor) = deployment.part else { return try deployment.serve() }
             if let notice = deployment.slowPathNotice { log("tessera: " + notice) }
             defer { try? deployment.finish() }

@@ -30,7 +30,7 @@ struct ServeCommand: ParsableCommand {
     var drainSeconds: Double = 30
     @Option(help: "The model name clients send (default: the model file's name).")
     var servedModelName: String?
-    @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill] (fault drills).", visibility: .hidden))
+    @Option(help: ArgumentHelp("Inject a failure: RANK:STEP[:throw|kill|stop] (fault drills).", visibility: .hidden))
     var fault: String?
 
     static let defaultSequences = 16
@@ -39,7 +39,7 @@ struct ServeCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535, got \(port)") }
         guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1, got \(maxQueue)") }
         guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must be >= 0, got \(drainSeconds)") }
-        if let fault, InjectedFault(fault) == nil { throw ValidationError("--fault wants RANK:STEP[:throw|kill], got '\(fault)'") }
+        if let fault, InjectedFault(fault) == nil { throw ValidationError("--fault wants RANK:STEP[:throw|kill|stop], got '\(fault)'") }
     }
 
     func run() throws {
@@ -73,8 +73,8 @@ struct ServeCommand: ParsableCommand {
             }
         }
         let (deployment, source, load) = try loadDeployment(
-            runtime: runtime, modelPath: modelPath, topology: topology, model: modelOptions, scheduling: scheduling,
-            slots: scheduling.maxSequences ?? Self.defaultSequences, fault: fault)
+            world: try topologyOptions.world(runtime), modelPath: modelPath, topology: topology, model: modelOptions, scheduling: scheduling,
+            slots: scheduling.maxSequences ?? Self.defaultSequences, wire: try topologyOptions.wireFormat(), fault: fault)
         guard case .coordinator(let executor) = deployment.part else {
             try deployment.serve()
             return

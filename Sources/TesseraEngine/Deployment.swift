@@ -19,6 +19,8 @@ public struct DeploymentOptions: Sendable {
     public var context: Int?
     /// How tensor-parallel partial sums are added.
     public var reduction: CommunicatorGroup.Reduction
+    /// How activations travel between ranks (pipeline hidden states, tensor-parallel partial sums).
+    public var wire: WireFormat
     /// Recompute every prefix instead of caching keys and values (one rank only; for measuring the cache).
     public var recompute: Bool
     /// A failure to inject on its rank (fault drills).
@@ -30,9 +32,10 @@ public struct DeploymentOptions: Sendable {
     public var kvCacheMemory: Int?
 
     public init(load: LoadOptions = LoadOptions(), sequenceSlots: Int = 1, context: Int? = nil,
-                reduction: CommunicatorGroup.Reduction = .rankOrder, recompute: Bool = false,
+                reduction: CommunicatorGroup.Reduction = .rankOrder, wire: WireFormat = .f32, recompute: Bool = false,
                 fault: InjectedFault? = nil, kvBlockSize: Int = 16, kvCacheMemory: Int? = nil) {
         self.load = load; self.sequenceSlots = sequenceSlots; self.context = context; self.reduction = reduction
+        self.wire = wire
         self.recompute = recompute; self.fault = fault; self.kvBlockSize = kvBlockSize; self.kvCacheMemory = kvCacheMemory
     }
 }
@@ -101,7 +104,8 @@ public final class Deployment {
         if let tp = groups.tensorParallel, tp.size > 1 {
             let plan = try TensorParallelPlan(blueprint: blueprint, size: tp.size)   // fails before any weight is read
             let shard = try TensorParallel.load(blueprint, plan: plan,
-                                                group: CommunicatorGroup(tp, reduction: options.reduction), options: load)
+                                                group: try CommunicatorGroup(tp, reduction: options.reduction, wire: options.wire),
+                                                options: load)
             model = shard.model; share = shard.plannedWeights
             memory = RankMemory(planned: share, owned: shard.heldWeights.owned, repacked: model.repackedWeightBytes,
                                 lookupOnlyEmbedding: true, isLastStage: role.ppStage == topology.decoder.pipelineParallel - 1)
@@ -126,7 +130,7 @@ public final class Deployment {
             return
         }
         let stage = try PipelineStage(model: model, layers: layers, pipeline: groups.pipeline!, sequenceSlots: slots,
-                                      contextLength: context, paging: paging)
+                                      contextLength: context, paging: paging, wire: options.wire)
         if let fault = options.fault, fault.rank == world.rank { stage.fault = fault }
         self.stage = stage
         if groups.isCoordinator {
@@ -157,8 +161,9 @@ public final class Deployment {
         try distributed?.shutdown()
     }
 
-    /// Steps this rank ran (0 on a single rank, which has no stage).
+    /// Steps this rank ran, and their tokens (0 on a single rank, which has no stage).
     public var steps: Int { stage?.steps ?? 0 }
+    public var tokens: Int { stage?.tokens ?? 0 }
 
     /// The requested context, else the model's own capped so the KV cache takes at most half the available memory;
     /// then the smallest over the decoder ranks.

@@ -164,6 +164,26 @@ final class DistributedGenerateTests: XCTestCase {
         }
     }
 
+    /// `--wire bf16` and `q8_0` cut the activation bytes every rank of the first tp2-pp2 stage moves per token
+    /// (the table's last column) to 1/2 and 36/128 of f32's, and keep the first greedy tokens of one process.
+    func testWireFormatsShrinkActivationTraffic() throws {
+        let single = try generate(Repo.defaultModel.path, ["Once upon a time"], topology: nil, maxTokens: 8, extra: [])
+        var perToken: [String: Double] = [:]
+        for wire in ["f32", "bf16", "q8_0"] {
+            let run = try generate(Repo.defaultModel.path, ["Once upon a time"], topology: "tp2-pp2", maxTokens: 8,
+                                   extra: ["--wire", wire])
+            XCTAssertEqual(run.ids, single.ids, "--wire \(wire)")
+            let row = run.stderr.split(separator: "\n").first { $0.contains(" / ") && $0.contains("stage 0 tp 0") }
+            guard let value = row?.split(separator: " ").last.flatMap({ Double($0) }), value > 0 else {
+                return XCTFail("no activation column for --wire \(wire): \(run.stderr)")
+            }
+            perToken[wire] = value
+        }
+        let f32 = perToken["f32"]!
+        XCTAssertEqual(perToken["bf16"]! / f32, 0.5, accuracy: 0.01, "\(perToken)")
+        XCTAssertEqual(perToken["q8_0"]! / f32, 36.0 / 128, accuracy: 0.01, "\(perToken)")
+    }
+
     /// Each rank holds about its share of the weights: resident bytes within 10% of the plan's share.
     func testPerRankWeightMemoryIsThePlannedShare() throws {
         for topology in ["pp4", "tp4", "tp2-pp2"] {
@@ -206,6 +226,33 @@ final class DistributedFaultTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0, "\(r)")
         XCTAssertLessThan(r.seconds, 10, "\(r)")
         XCTAssertTrue(r.stderr.contains("rank 3"), "\(r)")
+    }
+
+    /// A rank that hangs without dying (SIGSTOP) is found by the step watchdog of the others: the job ends within
+    /// the step timeout plus the census, naming the stopped rank, and mpirun leaves no process behind (the stopped
+    /// one included). Both a worker rank and the coordinator.
+    func testStoppedRankEndsTheJobWithinTheStepTimeout() throws {
+        for rank in [3, 0] {
+            let r = try run("tp2-pp2", ["--fault", "\(rank):5:stop", "--step-timeout", "3"])
+            XCTAssertNotEqual(r.status, 0, "\(r)")
+            XCTAssertFalse(r.timedOut, "\(r)")
+            XCTAssertLessThan(r.seconds, 3 + 7, "\(r)")
+            XCTAssertTrue(r.stderr.contains("step watchdog: waited 3."), "\(r)")
+            XCTAssertTrue(r.stderr.contains("rank \(rank) on "), "the stopped rank is named: \(r)")
+            XCTAssertTrue(r.stderr.contains("did not answer"), "\(r)")
+            for other in [0, 1, 2, 3] where other != rank {   // every other rank answered and said what it waited in
+                let parts = r.stderr.components(separatedBy: "; ")
+                XCTAssertTrue(parts.contains { $0.hasPrefix("rank \(other) on ") && $0.contains(" was waiting ") }, "\(r)")
+            }
+            print("step watchdog: rank \(rank) stopped, the job ended in \(String(format: "%.1f", r.seconds)) s")
+            XCTAssertEqual(workers(), [], "no worker left running, not even the stopped one")
+        }
+    }
+
+    func testStepTimeoutMustBeSecondsOrOff() throws {
+        let r = try runProcess(Repo.executable("infer-worker"), ["generate", "--prompt", "hi", "--step-timeout", "soon"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--step-timeout must be a positive number of seconds or 'off', got 'soon'"), "\(r)")
     }
 
     func testWorldSizeMismatchFailsBeforeLoading() throws {

@@ -1,6 +1,6 @@
 // Several hosts: the emulated cluster of launch/cluster (network namespaces on a bridge, real TCP between them, no
 // shared memory) runs the same jobs as one host. The rank map puts TP groups inside a host and pipeline stages across
-// hosts; greedy output over 2 and 4 hosts equals one process byte for byte; a rank killed on another host ends the
+// hosts; greedy output over 2 and 4 hosts equals one process byte for byte; a rank killed (or stopped) on another host ends the
 // whole job, naming the rank and its host, and leaves no process behind. Needs root (CI runs as root); skipped
 // otherwise, saying so.
 import Foundation
@@ -64,6 +64,18 @@ final class MultiHostTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("rank 3"), "the lost rank is named: \(r)")
         XCTAssertTrue(r.stderr.contains("10.77.0.2") || r.stderr.contains("tessera-h2"), "its host is named: \(r)")
         print("multi-host: a rank killed on host 2 ended the job in \(String(format: "%.1f", r.seconds)) s")
+        XCTAssertEqual(workers(), [], "no worker left running on any host")
+    }
+
+    /// A rank stopped (hung, not dead) on host 2: the step watchdog on host 1 ends the job naming it and its host.
+    func testRankStoppedOnAnotherHostEndsTheJob() throws {
+        try cluster(2)
+        let r = try generate(topology: "tp2-pp2", cluster: true, maxTokens: 64, extra: ["--fault", "3:5:stop", "--step-timeout", "3"])
+        XCTAssertNotEqual(r.status, 0, "\(r)")
+        XCTAssertFalse(r.timedOut, "\(r)")
+        XCTAssertLessThan(r.seconds, 3 + 10, "\(r)")
+        XCTAssertTrue(r.stderr.contains("rank 3 on tessera-h2 did not answer"), "the stopped rank and its host are named: \(r)")
+        print("multi-host: a rank stopped on host 2 ended the job in \(String(format: "%.1f", r.seconds)) s")
         XCTAssertEqual(workers(), [], "no worker left running on any host")
     }
 }

@@ -33,10 +33,13 @@ public enum ControlMessage: Equatable, Sendable {
         return try PostedControl(words, root: root, over: comm)
     }
 
-    /// Receives the message `root` broadcasts (call on every other rank).
+    /// Receives the message `root` broadcasts (call on every other rank). Waiting for the header is waiting between
+    /// steps; from its arrival the rank is inside a step, and the step watchdog (if any) is armed.
     static func receive(from root: Int, over comm: Communicator) throws -> ControlMessage {
         var header = [Int64](repeating: 0, count: headerWords)
+        comm.watchdog?.disarm()
         try header.withUnsafeMutableBufferPointer { try comm.ibroadcast($0, root: root).wait() }
+        comm.watchdog?.arm()
         switch Kind(rawValue: header[0]) {
         case .step:
             let n = Int(header[1]), u = Int(header[2]), parts = Int(header[3])

@@ -73,6 +73,7 @@ public final class DistributedExecutor: StepExecutor {
         // the other steps in flight keep the later stages busy, so a step stays whole at full batch width; one
         // alone, or long enough to lose little width when cut (a prompt), is cut so the stages overlap inside it
         let parts = alone || batch.count >= 64 * stage.stageCount ? stage.stageCount : 1
+        decoder.watchdog?.arm()
         let control = try ControlMessage.step(batch, updates, microBatches: parts).post(from: decoder.rank, over: decoder)
         let count = batch.logitCount * vocabularySize, b = nextBuffer
         nextBuffer = (nextBuffer + 1) % buffers.count
@@ -92,13 +93,16 @@ public final class DistributedExecutor: StepExecutor {
         let flight = inFlight.removeFirst()
         try flight.receive?.wait()
         try flight.control.wait()
+        if inFlight.isEmpty { decoder.watchdog?.disarm() }
         return UnsafeMutableBufferPointer(rebasing: buffers[flight.buffer][0..<flight.count])
     }
 
     /// Tells every other decoder rank to stop serving.
     public func shutdown() throws {
         guard inFlight.isEmpty else { throw ProtocolError("shutdown while \(inFlight.count) steps are in flight") }
+        decoder.watchdog?.arm()
         try ControlMessage.shutdown.post(from: decoder.rank, over: decoder).wait()
+        decoder.watchdog?.disarm()
     }
 }
 

@@ -15,10 +15,15 @@ public final class PipelineStage {
     /// Ranks with this rank's tpRank in every stage; its rank in this group is the stage index.
     let pipeline: Communicator
     public let cache: PagedKVCache
-    /// Reused hidden-state buffers, one per micro-batch in flight: [maxBatchTokens × hidden] each.
+    /// How hidden states travel to the next stage.
+    public let wire: WireFormat
+    /// Reused hidden-state buffers, one per micro-batch in flight: [maxBatchTokens × hidden] each, and as many wire
+    /// buffers of their encoding (unused in f32, which sends the floats themselves).
     private var buffers: [UnsafeMutablePointer<Float>] = []
-    /// Steps run so far, and an optional injected failure (fault tests and drills).
+    private var wireBuffers: [UnsafeMutableBufferPointer<UInt8>] = []
+    /// Steps and tokens run so far, and an optional injected failure (fault tests and drills).
     public private(set) var steps = 0
+    public private(set) var tokens = 0
     public var fault: InjectedFault?
     /// Called once, just before the first step runs (profiling starts its clocks there).
     public var onFirstStep: (() -> Void)?
@@ -27,8 +32,8 @@ public final class PipelineStage {
     public var isLast: Bool { stage == stageCount - 1 }
 
     public init(model: any LanguageModel, layers: Range<Int>, pipeline: Communicator, sequenceSlots: Int,
-                contextLength: Int, paging: KVPaging) throws {
-        self.model = model; self.layers = layers; self.pipeline = pipeline
+                contextLength: Int, paging: KVPaging, wire: WireFormat = .f32) throws {
+        self.model = model; self.layers = layers; self.pipeline = pipeline; self.wire = wire
         stage = pipeline.rank; stageCount = pipeline.size
         cache = try model.makePagedCache(sequences: sequenceSlots, contextLength: contextLength, paging: paging)
         guard cache.layers == layers else {
@@ -36,7 +41,10 @@ public final class PipelineStage {
         }
     }
 
-    deinit { for b in buffers { b.deallocate() } }
+    deinit {
+        for b in buffers { b.deallocate() }
+        for b in wireBuffers { b.deallocate() }
+    }
 
     /// Cuts a step into `count` micro-batches (fewer if it has fewer tokens) of at most the model's chunk size.
     /// Every rank cuts the same step the same way.
@@ -58,24 +66,35 @@ public final class PipelineStage {
                     logits: UnsafeMutablePointer<Float>?) throws {
         try cache.apply(updates)
         steps += 1
+        tokens += batch.count
         if steps == 1 { onFirstStep?() }
         if let fault, fault.step == steps { try fault.trigger() }
         let parts = self.microBatches(batch, count: microBatches)
         let hidden = model.hiddenSize, vocab = model.vocabularySize
         while buffers.count < parts.count {
             buffers.append(.allocate(capacity: model.maxBatchTokens * hidden))
+            wireBuffers.append(.allocate(capacity: wire == .f32 ? 0 : wire.bytes(count: model.maxBatchTokens * hidden)))
         }
         var sends: [Request] = []
         var row = 0
         for (m, part) in parts.enumerated() {
             let h = buffers[m]
             let states = UnsafeMutableBufferPointer(start: h, count: part.count * hidden)
+            let encoded = UnsafeMutableBufferPointer(rebasing: wireBuffers[m][0 ..< (wire == .f32 ? 0 : wire.bytes(count: states.count))])
             if isFirst { try model.embed(part, into: h) }
-            else { try pipeline.recv(states, from: stage - 1, tag: MessageTag.hiddenStates(microBatch: m)) }
+            else if wire == .f32 { try pipeline.recv(states, from: stage - 1, tag: MessageTag.hiddenStates(microBatch: m)) }
+            else {
+                try pipeline.recv(encoded, from: stage - 1, tag: MessageTag.hiddenStates(microBatch: m))
+                wire.decode(encoded.baseAddress!, count: states.count, into: h)
+            }
             try model.forward(layers: layers, hidden: h, batch: part, cache: cache)
             cache.commit(part)
-            if !isLast {
+            if !isLast && wire == .f32 {
                 sends.append(try pipeline.isend(UnsafeBufferPointer(states), to: stage + 1,
+                                                tag: MessageTag.hiddenStates(microBatch: m)))
+            } else if !isLast {
+                wire.encode(h, count: states.count, into: encoded.baseAddress!)
+                sends.append(try pipeline.isend(UnsafeBufferPointer(encoded), to: stage + 1,
                                                 tag: MessageTag.hiddenStates(microBatch: m)))
             } else if let logits {
                 try model.logits(hidden: h, batch: part, into: logits + row * vocab)
@@ -87,14 +106,15 @@ public final class PipelineStage {
 }
 
 /// A failure to inject at a step on one rank, to prove the job comes down promptly: throw an error (the rank
-/// aborts the job) or die by SIGKILL (mpirun notices the lost rank).
+/// aborts the job), die by SIGKILL (mpirun notices the lost rank), or stop by SIGSTOP (a hung rank: the step
+/// watchdog of the others notices).
 public struct InjectedFault: Sendable {
-    public enum Kind: String, Sendable { case `throw`, kill }
+    public enum Kind: String, Sendable { case `throw`, kill, stop }
     public let rank: Int
     public let step: Int
     public let kind: Kind
 
-    /// Parses `RANK:STEP[:throw|kill]`.
+    /// Parses `RANK:STEP[:throw|kill|stop]`.
     public init?(_ text: String) {
         let parts = text.split(separator: ":").map(String.init)
         guard parts.count >= 2, parts.count <= 3, let r = Int(parts[0]), let s = Int(parts[1]), r >= 0, s >= 1,
@@ -106,6 +126,7 @@ public struct InjectedFault: Sendable {
         switch kind {
         case .throw: throw ProtocolError("injected fault at step \(step) on rank \(rank)")
         case .kill: kill(getpid(), SIGKILL)
+        case .stop: kill(getpid(), SIGSTOP)   // hangs without dying, for the step watchdog
         }
     }
 }
